@@ -1,0 +1,40 @@
+# peersync: every developer and CI entry point.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck unit coverage bench sim fuzz clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check peersync_proto peersync_server tests fuzz bench tools
+	$(PY) -m ruff format --check peersync_proto peersync_server
+
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict
+
+unit: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest -q
+	$(PY) -m coverage combine -q || true
+
+coverage: unit
+	$(PY) -m coverage report --include='peersync_proto/*' --fail-under=100
+	$(PY) -m coverage report --include='peersync_server/*'
+
+test: lint typecheck coverage
+
+demo: $(STAMP)
+	$(PY) -m peersync_server.demo
+
+bench: $(STAMP)
+	$(PY) bench/core.py
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .hypothesis
