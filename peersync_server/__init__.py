@@ -1,0 +1,1 @@
+"""peersync_server: a threaded h11 server, a blocking client and the CLIs."""
