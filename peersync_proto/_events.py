@@ -21,6 +21,7 @@ __all__ = [
     "Request",
     "SnapshotApplied",
     "SnapshotApplyFailed",
+    "SnapshotCaptureFailed",
     "SnapshotCaptured",
     "Tick",
 ]
@@ -124,6 +125,15 @@ class SnapshotCaptured:
 
 
 @attrs.frozen(kw_only=True, slots=True)
+class SnapshotCaptureFailed:
+    """The host could not capture; the request is answered ``500 internal``."""
+
+    now: int = attrs.field(validator=_now)
+    request_id: int = attrs.field(validator=_request_id)
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True, slots=True)
 class SnapshotApplied:
     """The host applied the snapshot of ``ApplySnapshot`` durably."""
 
@@ -147,4 +157,12 @@ class Tick:
     now: int = attrs.field(validator=_now)
 
 
-Event = Request | HostStatus | SnapshotCaptured | SnapshotApplied | SnapshotApplyFailed | Tick
+Event = (
+    Request
+    | HostStatus
+    | SnapshotCaptured
+    | SnapshotCaptureFailed
+    | SnapshotApplied
+    | SnapshotApplyFailed
+    | Tick
+)
