@@ -264,6 +264,10 @@ class PeerMonitor:
         """
         if event.now < self._view.now:
             raise LocalProtocolError(f"now went backwards: {event.now} < {self._view.now}")
+        if isinstance(event, (ProbeAnswered, ProbeFailed)) and not (
+            0 < event.probe_id <= self._view.last_probe_id
+        ):
+            raise LocalProtocolError(f"probe {event.probe_id} was never sent")
         view = attrs.evolve(self._view, now=event.now)
         outputs: list[MonitorOutput] = []
         # Time first: a deadline that passed before this input counts as a
@@ -304,8 +308,6 @@ class PeerMonitor:
         own: OwnStanding,
         out: list[MonitorOutput],
     ) -> MonitorView:
-        if event.probe_id > view.last_probe_id or event.probe_id == 0:
-            raise LocalProtocolError(f"probe {event.probe_id} was never sent")
         if view.slot is ProbeSlot.IDLE or event.probe_id != view.outstanding_id:
             return view  # abandoned (or already reported): ignored
         view = _slot(view, ProbeInput.REPORT)
