@@ -86,6 +86,9 @@ class _Answer(Exception):
 def _make_handler(model: EngineModel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Buffered, so head and body leave together (flushed after each request):
+        # two small writes would wait ~40 ms on Nagle and the delayed ACK.
+        wbufsize = 64 * 1024
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -299,7 +302,9 @@ class StdlibEngine:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(model))
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
