@@ -1,0 +1,247 @@
+"""``peersync-server`` (and ``python -m peersync_server``): run one engine.
+
+Prints exactly one line ``listening on http://HOST:PORT`` on stdout when it
+is ready (the real port when 0 was asked). A bad flag, a missing token, an
+unreadable file, an unusable state directory or a port in use: one line on
+stderr and exit status 2. SIGTERM or SIGINT: stop gracefully, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from peersync_proto import DEFAULT_MAX_SNAPSHOT_BYTES, Role
+
+from ._connection import (
+    DEFAULT_BODY_MIN_RATE,
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_FIELDS,
+    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+    DEFAULT_SEND_TIMEOUT_S,
+    Limits,
+)
+from ._logging import configure_logging
+from ._server import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PORT,
+    DEFAULT_SHUTDOWN_GRACE_S,
+    PeerSyncServer,
+    ServerConfig,
+    ServerStartError,
+)
+
+__all__ = ["build_config", "main", "parse_args"]
+
+PROG = "peersync-server"
+TOKEN_ENV = "PEERSYNC_API_TOKEN"
+SECRET_ENV = "PEERSYNC_CONTROL_PLANE_SECRET"
+EXIT_USAGE = 2
+
+_log = logging.getLogger("peersync.server")
+
+
+class UsageError(Exception):
+    """One clear line for the operator; exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port_text)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog=PROG, description="Run one peersync engine (HTTP/1.1 server).")
+    p.add_argument("--label", required=True, choices=["a", "b"], help="this engine's label")
+    p.add_argument(
+        "--listen",
+        type=_listen,
+        default=(DEFAULT_HOST, DEFAULT_PORT),
+        metavar="HOST:PORT",
+        help=f"address to serve on (default {DEFAULT_HOST}:{DEFAULT_PORT}; port 0 = any free)",
+    )
+    p.add_argument(
+        "--role",
+        choices=["leader", "follower"],
+        default="follower",
+        help="initial role of a fresh engine (default follower)",
+    )
+    p.add_argument("--state-dir", metavar="DIR", help="default ./peersync-state-LABEL")
+    p.add_argument("--api-token-file", metavar="FILE", help=f"or env {TOKEN_ENV}")
+    p.add_argument("--control-plane-secret-file", metavar="FILE", help=f"or env {SECRET_ENV}")
+    p.add_argument("--no-auth", action="store_true", help="demo mode: no bearer token")
+    p.add_argument("--peer", metavar="URL", help="the peer engine's base URL (failover)")
+    p.add_argument("--failover", choices=["auto", "manual"], default="auto")
+    p.add_argument("--max-snapshot-bytes", type=_positive_int, default=DEFAULT_MAX_SNAPSHOT_BYTES)
+    p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS)
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        default="INFO",
+    )
+    limits = p.add_argument_group("limits and deadlines")
+    limits.add_argument("--max-header-bytes", type=_positive_int, default=DEFAULT_MAX_HEADER_BYTES)
+    limits.add_argument(
+        "--max-header-fields", type=_positive_int, default=DEFAULT_MAX_HEADER_FIELDS
+    )
+    limits.add_argument(
+        "--header-timeout", type=_positive_float, default=DEFAULT_HEADER_TIMEOUT_S, metavar="S"
+    )
+    limits.add_argument(
+        "--body-timeout", type=_positive_float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S"
+    )
+    limits.add_argument(
+        "--body-min-rate", type=_positive_int, default=DEFAULT_BODY_MIN_RATE, metavar="BYTES/S"
+    )
+    limits.add_argument(
+        "--send-timeout", type=_positive_float, default=DEFAULT_SEND_TIMEOUT_S, metavar="S"
+    )
+    limits.add_argument(
+        "--idle-timeout", type=_positive_float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="S"
+    )
+    limits.add_argument(
+        "--max-requests-per-connection",
+        type=_positive_int,
+        default=DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+    )
+    limits.add_argument(
+        "--shutdown-grace", type=_positive_float, default=DEFAULT_SHUTDOWN_GRACE_S, metavar="S"
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
+
+
+def _read_secret(path: str | None, env: str, what: str) -> bytes | None:
+    if path is not None:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+        value = raw.strip()
+        if not value:
+            raise UsageError(f"{what} file {path} is empty")
+        return value
+    from_env = os.environ.get(env, "").strip()
+    return from_env.encode("utf-8") if from_env else None
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    token = _read_secret(args.api_token_file, TOKEN_ENV, "API token")
+    secret = _read_secret(args.control_plane_secret_file, SECRET_ENV, "control-plane secret")
+    if token is None and not args.no_auth:
+        raise UsageError(
+            f"no API token: give --api-token-file FILE or set {TOKEN_ENV} (or --no-auth for a demo)"
+        )
+    host, port = args.listen
+    return ServerConfig(
+        label=args.label,
+        host=host,
+        port=port,
+        role=Role(args.role),
+        state_dir=Path(args.state_dir or f"peersync-state-{args.label}"),
+        api_token=token,
+        control_plane_secret=secret,
+        no_auth=args.no_auth,
+        peer_url=args.peer,
+        failover=args.failover,
+        max_snapshot_bytes=args.max_snapshot_bytes,
+        max_connections=args.max_connections,
+        limits=Limits(
+            max_header_bytes=args.max_header_bytes,
+            max_header_fields=args.max_header_fields,
+            header_timeout_s=args.header_timeout,
+            body_timeout_s=args.body_timeout,
+            body_min_rate=args.body_min_rate,
+            send_timeout_s=args.send_timeout,
+            idle_timeout_s=args.idle_timeout,
+            max_requests_per_connection=args.max_requests_per_connection,
+        ),
+        shutdown_grace_s=args.shutdown_grace,
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        config = build_config(args)
+    except UsageError as exc:
+        return _fail(str(exc))
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    if config.no_auth:
+        _log.warning(
+            "NO-AUTH MODE: the bearer endpoints are open to anyone who can reach %s:%d",
+            config.host,
+            config.port,
+        )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        _log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = PeerSyncServer(config)
+    try:
+        server.start()
+    except ServerStartError as exc:
+        return _fail(str(exc))
+    print(f"listening on {server.url}", flush=True)
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

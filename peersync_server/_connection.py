@@ -1,0 +1,465 @@
+"""One client connection: the h11 bridge, its limits and its deadlines.
+
+Each connection runs on its own thread. It frames requests with h11, applies
+the shell's limits and framing rules, asks the engine driver for the answer,
+and writes each response in one ``sendall``. Every limit is a named default
+here and a field of :class:`Limits` (and a ``peersync-server`` flag).
+
+The server's own answers (400 framing, 408, 413, 431, 500, 503, 505) use the
+contract's error body and headers and always close the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import attrs
+import h11
+
+from peersync_proto import Response
+from peersync_proto._responses import error_response
+
+from ._decoder_pool import DecoderPool, DecoderUnavailable
+from ._driver import EngineDriver
+from ._logging import log_request
+
+__all__ = [
+    "DEFAULT_BODY_MIN_RATE",
+    "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_IDLE_TIMEOUT_S",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_HEADER_FIELDS",
+    "DEFAULT_MAX_REQUESTS_PER_CONNECTION",
+    "DEFAULT_SEND_TIMEOUT_S",
+    "Connection",
+    "Limits",
+    "own_error",
+]
+
+#: Request line + headers; past it -> 431 (a real client sends < 2 KiB).
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+#: Header fields per request; past it -> 431.
+DEFAULT_MAX_HEADER_FIELDS = 100
+#: Absolute deadline for the whole head, from its first byte -> 408 (slowloris).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+#: A body must arrive within this plus its length at the minimum rate -> 408.
+DEFAULT_BODY_TIMEOUT_S = 10.0
+#: Minimum body rate the deadline allows for (1 MiB/s: 64 MiB in 74 s).
+DEFAULT_BODY_MIN_RATE = 1024 * 1024
+#: Absolute deadline for writing one response (a reader that stopped reading).
+DEFAULT_SEND_TIMEOUT_S = 30.0
+#: A keep-alive connection idle this long is closed; advertised in Keep-Alive.
+DEFAULT_IDLE_TIMEOUT_S = 5.0
+#: Requests served on one connection before it is closed.
+DEFAULT_MAX_REQUESTS_PER_CONNECTION = 1000
+
+_RECV_BYTES = 256 * 1024
+#: After an early answer with a body left unread, read and drop what the
+#: client still sends for this long, so the answer is not lost to a TCP RST.
+_LINGER_S = 2.0
+_LINGER_BYTES = 4 * 1024 * 1024
+
+_log = logging.getLogger("peersync.server")
+_access = logging.getLogger("peersync.server.access")
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Limits:
+    """The per-connection limits and deadlines (seconds, bytes)."""
+
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_header_fields: int = DEFAULT_MAX_HEADER_FIELDS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    body_min_rate: int = DEFAULT_BODY_MIN_RATE
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"
+
+
+def own_error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """A whole HTTP/1.1 error response that closes the connection."""
+    body_obj: dict[str, Any] = {"error": message, "code": code}
+    body_obj.update(extra or {})
+    body = json.dumps(body_obj, separators=(",", ":")).encode("utf-8")
+    lines = [
+        b"HTTP/1.1 %d %s" % (status, _reason(status)),
+        b"content-type: application/json",
+        b"content-length: %d" % len(body),
+        b"cache-control: no-store",
+        *(name + b": " + value for name, value in headers),
+        b"connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class _Closed(Exception):
+    """The connection is finished (peer closed, evicted, or timed out)."""
+
+
+class _Answered(Exception):
+    """An own error was sent; close the connection."""
+
+
+class Connection:
+    """Serves one accepted socket until it closes. Thread-safe ``evict``."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        *,
+        driver: EngineDriver,
+        decoder: DecoderPool,
+        limits: Limits,
+        on_busy: Callable[[Connection], bool],
+        on_idle: Callable[[Connection], None],
+        draining: Callable[[], bool],
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self._driver = driver
+        self._decoder = decoder
+        self._limits = limits
+        self._on_busy = on_busy
+        self._on_idle = on_idle
+        self._draining = draining
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._fed = 0  # bytes fed to h11 during the current request's head
+        #: registry state, guarded by the server's registry lock
+        self.idle = True
+        self.evicted = False
+        self.last_active = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def evict(self) -> None:
+        """Wake the thread out of a blocking read and close (registry lock held
+        by the caller has already marked ``evicted``)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        except (_Closed, _Answered):
+            pass
+        except OSError as exc:
+            _log.debug("connection %s: %s", self.peer, type(exc).__name__)
+        except Exception:
+            _log.exception("connection %s failed", self.peer)
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+    # -- reading -----------------------------------------------------------------
+
+    def _recv(self, deadline: float) -> bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self.sock.settimeout(remaining)
+        data = self.sock.recv(_RECV_BYTES)
+        if not data:
+            raise _Closed
+        return data
+
+    def _feed(self, data: bytes) -> None:
+        self._fed += len(data)
+        self._h11.receive_data(data)
+
+    def _next_head(self) -> h11.Request | None:
+        """The next request head, or ``None`` when the client is gone."""
+        limits = self._limits
+        first_byte_at: float | None = None
+        pending = self._h11.trailing_data[0]
+        self._fed = len(pending)
+        if pending:  # pipelined bytes already here
+            first_byte_at = time.monotonic()
+        idle_deadline = time.monotonic() + limits.idle_timeout_s
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                if status == 431 or self._fed > limits.max_header_bytes:
+                    self._answer(
+                        431, "request_header_fields_too_large", "The request head is too large."
+                    )
+                self._answer(400, "bad_request", "The request is not valid HTTP/1.1.")
+            if isinstance(event, h11.Request):
+                head_bytes = self._fed - len(self._h11.trailing_data[0])
+                if head_bytes > limits.max_header_bytes:
+                    self._answer(
+                        431, "request_header_fields_too_large", "The request head is too large."
+                    )
+                return event
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            assert event is h11.NEED_DATA, event
+            if first_byte_at is None:
+                if self._draining():
+                    return None
+                try:
+                    data = self._recv(idle_deadline)
+                except (TimeoutError, _Closed):
+                    return None  # never sent a byte of this request: close silently
+                first_byte_at = time.monotonic()
+                if not self._on_busy(self):
+                    return None  # evicted while the bytes arrived
+                self._feed(data)
+                continue
+            try:
+                self._feed(self._recv(first_byte_at + limits.header_timeout_s))
+            except TimeoutError:
+                self._answer(408, "request_timeout", "The request head took too long.")
+
+    def _read_body(self, limit: int, expected: int | None) -> bytes:
+        limits = self._limits
+        budget = expected if expected is not None else limit
+        deadline = time.monotonic() + limits.body_timeout_s + budget / limits.body_min_rate
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError:
+                self._answer(400, "bad_request", "The request body is not valid HTTP/1.1 framing.")
+            if isinstance(event, h11.Data):
+                total += len(event.data)
+                if total > limit:
+                    self._too_large(limit)
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            elif event is h11.NEED_DATA:
+                try:
+                    self._h11.receive_data(self._recv(deadline))
+                except TimeoutError:
+                    self._answer(408, "request_timeout", "The request body took too long.")
+            else:  # ConnectionClosed mid-body
+                raise _Closed
+
+    # -- writing -----------------------------------------------------------------
+
+    def _sendall(self, data: bytes) -> None:
+        self.sock.settimeout(self._limits.send_timeout_s)  # total, not per send
+        self.sock.sendall(data)
+
+    def _answer(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        linger: bool = False,
+    ) -> None:
+        """Send an own error and close (raises :class:`_Answered`)."""
+        raw = own_error(status, code, message, extra=extra)
+        self._finish_early(raw, status, linger=linger)
+
+    def _too_large(self, limit: int) -> None:
+        self._answer(
+            413,
+            "body_too_large",
+            f"The body is larger than {limit} bytes.",
+            extra={"limitBytes": limit},
+            linger=True,
+        )
+
+    def _finish_early(self, raw: bytes, status: int, *, linger: bool) -> None:
+        started = time.monotonic()
+        try:
+            self._sendall(raw)
+            if linger:
+                self._linger()
+        except OSError:
+            pass
+        log_request(
+            _access,
+            method=self._method,
+            target=self._target,
+            status=status,
+            ms=(time.monotonic() - started) * 1e3,
+            nbytes=len(raw),
+            peer=self.peer,
+        )
+        raise _Answered
+
+    def _linger(self) -> None:
+        """Half-close and drop what the client still sends, briefly."""
+        self.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + _LINGER_S
+        dropped = 0
+        while dropped < _LINGER_BYTES:
+            try:
+                dropped += len(self._recv(deadline))
+            except (TimeoutError, _Closed, OSError):
+                return
+
+    # -- the request loop ----------------------------------------------------------
+
+    _method = "-"
+    _target = "-"
+
+    def _serve(self) -> None:
+        limits = self._limits
+        served = 0
+        while True:
+            self._on_idle(self)
+            self._method = self._target = "-"
+            head = self._next_head()
+            if head is None:
+                return
+            if not self._on_busy(self):
+                return
+            started = time.monotonic()
+            served += 1
+            method = head.method.decode("ascii", "replace")
+            target = head.target.decode("latin-1")
+            self._method, self._target = method, target
+            response, closing = self._respond(head, method, target)
+            closing = closing or served >= limits.max_requests_per_connection or self._draining()
+            nbytes = self._send_response(method, response, closing=closing)
+            log_request(
+                _access,
+                method=method,
+                target=target,
+                status=response.status,
+                ms=(time.monotonic() - started) * 1e3,
+                nbytes=nbytes,
+                peer=self.peer,
+            )
+            if closing or self._h11.our_state is h11.MUST_CLOSE:
+                return
+            self._h11.start_next_cycle()
+
+    def _respond(self, head: h11.Request, method: str, target: str) -> tuple[Response, bool]:
+        """The response for one request, and whether to close after it."""
+        limits = self._limits
+        headers = list(head.headers)
+        if head.http_version not in (b"1.0", b"1.1"):
+            self._answer(
+                505, "http_version_not_supported", "Only HTTP/1.0 and 1.1 are served.",
+            )  # fmt: skip
+        if len(headers) > limits.max_header_fields:
+            self._answer(
+                431, "request_header_fields_too_large",
+                f"At most {limits.max_header_fields} header fields are allowed.",
+            )  # fmt: skip
+        names = [name for name, _ in headers]
+        chunked = b"transfer-encoding" in names
+        if chunked and b"content-length" in names:
+            self._answer(
+                400, "bad_request", "Content-Length and Transfer-Encoding together are refused.",
+            )  # fmt: skip
+        if chunked and head.http_version == b"1.0":
+            self._answer(
+                400, "bad_request", "Transfer-Encoding is not allowed on HTTP/1.0.",
+            )  # fmt: skip
+        if not target.startswith("/"):
+            self._answer(
+                400, "bad_request", "Only origin-form request targets are served.",
+            )  # fmt: skip
+        length: int | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = int(value)
+        has_body = chunked or bool(length)
+        body = b""
+        closing = False
+        driver = self._driver
+        check = driver.precheck(method, target, headers, has_body)
+        if has_body or self._h11.they_are_waiting_for_100_continue:
+            if check.error is not None:
+                raw = _encode_core(error_response(0, check.error), method)
+                self._finish_early(raw, check.error.status, linger=has_body)
+            if length is not None and length > check.limit:
+                self._too_large(check.limit)
+            if self._h11.they_are_waiting_for_100_continue:
+                self._sendall(
+                    self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+                )
+            body = self._read_body(check.limit, length)
+        else:
+            self._drain_empty_body()
+        try:
+            if check.snapshot and body:
+                predecoded = self._decoder.decode(body)
+                body = b""
+                response = driver.serve(
+                    method=method, target=target, headers=headers, predecoded=predecoded
+                )
+            else:
+                response = driver.serve(method=method, target=target, headers=headers, body=body)
+        except DecoderUnavailable:
+            response, closing = _internal(), True
+        except Exception:
+            _log.exception("serving %s failed", method)
+            response, closing = _internal(), True
+        return response, closing
+
+    def _drain_empty_body(self) -> None:
+        event = self._h11.next_event()
+        while event is h11.NEED_DATA:  # pragma: no cover - no-body requests end at once
+            event = self._h11.next_event()
+        if not isinstance(event, h11.EndOfMessage):
+            raise _Closed
+
+    def _send_response(self, method: str, response: Response, *, closing: bool) -> int:
+        headers = list(response.headers)
+        if closing:
+            headers.append((b"connection", b"close"))
+        else:
+            timeout = int(self._limits.idle_timeout_s)
+            headers.append((b"keep-alive", b"timeout=%d" % timeout))
+        conn = self._h11
+        parts = [conn.send(h11.Response(status_code=response.status, headers=headers))]
+        if method != "HEAD" and response.body:
+            parts.append(conn.send(h11.Data(data=response.body)))
+        parts.append(conn.send(h11.EndOfMessage()))
+        data = b"".join(p for p in parts if p)
+        self._sendall(data)
+        return len(data)
+
+
+def _internal() -> Response:
+    body = b'{"error":"The engine could not serve this request.","code":"internal"}'
+    headers = (
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"cache-control", b"no-store"),
+    )
+    return Response(request_id=0, status=500, headers=headers, body=body)
+
+
+def _encode_core(response: Response, method: str) -> bytes:
+    """A core response sent as is, closing the connection (early answers)."""
+    lines = [b"HTTP/1.1 %d %s" % (response.status, _reason(response.status))]
+    lines += [name + b": " + value for name, value in response.headers]
+    lines.append(b"connection: close")
+    body = b"" if method == "HEAD" else response.body
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

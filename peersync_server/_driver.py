@@ -1,0 +1,261 @@
+"""The engine driver: one core, one lock, the host, the clock and the ticker.
+
+Every event goes to the core through :meth:`EngineDriver.handle`, which reads
+the clock *under the engine lock* (so the ``now`` values the core sees never
+decrease) and holds the lock only for the core call itself. Effects are run
+outside the lock, in order, before the response that follows them is sent;
+snapshot capture and apply run on the requesting thread, outside the lock, so
+peer health never waits behind a transfer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from peersync_proto import (
+    ApplySnapshot,
+    CaptureSnapshot,
+    DecodedSnapshot,
+    Effect,
+    Engine,
+    EngineConfig,
+    EngineView,
+    Entropy,
+    Event,
+    HostStatus,
+    Output,
+    RemoteProtocolError,
+    Request,
+    Response,
+    SnapshotApplied,
+    SnapshotApplyFailed,
+    SnapshotCaptured,
+    SnapshotCaptureFailed,
+    Tick,
+)
+from peersync_proto._requests import (
+    check_bearer,
+    check_content_type,
+    check_control_plane,
+)
+from peersync_proto._routes import Auth, Endpoint, route
+
+from ._clock import Clock, Ticker
+from ._host import EngineHost
+
+__all__ = ["EngineDriver", "OutputListener", "Precheck"]
+
+_log = logging.getLogger("peersync.server.engine")
+
+#: Called with every batch of outputs the core produced, after the effects ran
+#: (the failover engineer's peer monitor hooks in here).
+OutputListener = Callable[[Sequence[Output]], None]
+
+
+class Precheck:
+    """What can be answered from the head alone, before a body is read.
+
+    The core's own pure checks (route, auth, media type) run early so that an
+    unauthenticated client cannot make the server read or decode a 64 MiB
+    body, and so ``Expect: 100-continue`` is honoured only for a request that
+    passed auth and size checks. Nothing here changes engine state.
+    """
+
+    __slots__ = ("error", "limit", "snapshot")
+
+    def __init__(self, *, error: RemoteProtocolError | None, limit: int, snapshot: bool) -> None:
+        self.error = error
+        self.limit = limit
+        self.snapshot = snapshot
+
+
+class EngineDriver:
+    """Owns the engine core and hands it every event under one lock."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        host: EngineHost,
+        *,
+        clock: Clock,
+        entropy: Entropy,
+    ) -> None:
+        self._config = config
+        self._host = host
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._seq = 0
+        self._listeners: list[OutputListener] = []
+        floors = host.open(config.label)
+        with self._lock:
+            self._engine = Engine(config, now=clock.now(), entropy=entropy, floors=floors)
+        self._ticker = Ticker(clock, self._deadline, self._tick)
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def ticker(self) -> Ticker:
+        return self._ticker
+
+    def start(self) -> None:
+        self._host.start(self._report, self._clock)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._ticker.stop()
+        self._host.close()
+
+    def add_listener(self, listener: OutputListener) -> None:
+        """Be told of every batch of outputs (after its effects ran)."""
+        self._listeners.append(listener)
+
+    def view(self) -> EngineView:
+        with self._lock:
+            return self._engine.view()
+
+    # -- the one way into the core ------------------------------------------
+
+    def handle(self, make: Callable[[int], Event]) -> tuple[Output, ...]:
+        """Stamp an event with a fresh ``now`` and hand it to the core, then run
+        its effects (in order, outside the lock). Returns every output."""
+        with self._lock:
+            outputs = self._engine.handle(make(self._clock.now()))
+            self._seq += 1
+            seq = self._seq
+            deadline = self._engine.next_deadline()
+        self._ticker.deadline_changed(deadline)
+        self._run_effects(seq, outputs)
+        return outputs
+
+    def _run_effects(self, seq: int, outputs: Sequence[Output]) -> None:
+        effects: list[Effect] = [
+            o for o in outputs if not isinstance(o, Response | CaptureSnapshot | ApplySnapshot)
+        ]
+        if effects:
+            self._host.on_effects(seq, effects)
+        for listener in self._listeners:
+            listener(outputs)
+
+    def _deadline(self) -> int | None:
+        with self._lock:
+            return self._engine.next_deadline()
+
+    def _tick(self, due: int) -> None:
+        try:
+            with self._lock:
+                outputs = self._engine.handle(Tick(now=self._clock.at_least(due)))
+                self._seq += 1
+                seq = self._seq
+            self._run_effects(seq, outputs)
+        except Exception:
+            _log.exception("tick failed")
+
+    def _report(
+        self,
+        *,
+        program_source: str | None = None,
+        last_command_seq: int | None = None,
+        last_executed_seq: int | None = None,
+    ) -> None:
+        self.handle(
+            lambda now: HostStatus(
+                now=now,
+                program_source=program_source,
+                last_command_seq=last_command_seq,
+                last_executed_seq=last_executed_seq,
+            )
+        )
+
+    # -- requests --------------------------------------------------------------
+
+    def precheck(
+        self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], has_body: bool
+    ) -> Precheck:
+        """Route, auth and media type from the head (the core's own checks)."""
+        cfg = self._config
+        limit = cfg.max_body_bytes
+        snapshot = False
+        try:
+            found = route(method, target)
+            snapshot = found.endpoint is Endpoint.APPLY_STATE
+            limit = cfg.max_snapshot_bytes if snapshot else cfg.max_body_bytes
+            if found.auth is Auth.CONTROL_PLANE:
+                check_control_plane(tuple(headers), cfg.control_plane_secret)
+            elif found.auth is Auth.BEARER:
+                check_bearer(tuple(headers), cfg.api_token, no_auth=cfg.no_auth)
+            if has_body and found.takes_body:
+                check_content_type(tuple(headers))
+        except RemoteProtocolError as err:
+            return Precheck(error=err, limit=limit, snapshot=snapshot)
+        return Precheck(error=None, limit=limit, snapshot=snapshot)
+
+    def serve(
+        self,
+        *,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes = b"",
+        predecoded: DecodedSnapshot | RemoteProtocolError | None = None,
+    ) -> Response:
+        """One request through the core, completing any capture or apply it
+        asks for on this thread. Returns the response to send."""
+        rid = next(self._ids)
+        outputs = self.handle(
+            lambda now: Request(
+                now=now,
+                request_id=rid,
+                method=method,
+                target=target,
+                headers=headers,
+                body=body,
+                predecoded=predecoded,
+            )
+        )
+        while True:
+            followup: Callable[[int], Event] | None = None
+            for out in outputs:
+                if isinstance(out, Response) and out.request_id == rid:
+                    return out
+                if isinstance(out, CaptureSnapshot) and out.request_id == rid:
+                    followup = self._capture(rid)
+                elif isinstance(out, ApplySnapshot) and out.request_id == rid:
+                    followup = self._apply(rid, out.snapshot)
+            if followup is None:
+                raise RuntimeError(f"the core gave no answer for request {rid}")
+            outputs = self.handle(followup)
+
+    def _capture(self, rid: int) -> Callable[[int], Event]:
+        try:
+            got = self._host.capture()
+        except Exception:
+            _log.exception("engine host failed to capture a snapshot")
+            return lambda now: SnapshotCaptureFailed(now=now, request_id=rid, reason="host error")
+        return lambda now: SnapshotCaptured(
+            now=now,
+            request_id=rid,
+            state=got.state,
+            captured_at_us=got.captured_at_us,
+            program_source=got.program_source,
+            preview_source=got.preview_source,
+            last_command_seq=got.last_command_seq,
+            last_executed_seq=got.last_executed_seq,
+        )
+
+    def _apply(self, rid: int, snapshot: DecodedSnapshot) -> Callable[[int], Event]:
+        try:
+            self._host.apply(snapshot)
+        except Exception:
+            _log.exception("engine host failed to apply a snapshot")
+            return lambda now: SnapshotApplyFailed(now=now, request_id=rid, reason="host error")
+        return lambda now: SnapshotApplied(now=now, request_id=rid)

@@ -1,0 +1,369 @@
+"""Every limit and framing rule of the shell, with raw socket bytes (one test each)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from conftest import ServerFactory
+from srv_util import (
+    AUTH,
+    one_response,
+    raw_exchange,
+    read_until_close,
+    request,
+    split_responses,
+)
+
+from peersync_server._connection import Limits
+from peersync_server._server import PeerSyncServer
+
+HEALTH = request("GET", "/api/peer/health")
+
+
+def _assert_own_error(raw: bytes, status: int, code: str) -> dict[str, object]:
+    got, headers, body = one_response(raw)
+    assert got == status, raw[:300]
+    assert body["code"] == code
+    assert isinstance(body["error"], str) and body["error"]
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert headers["connection"] == "close"
+    return body
+
+
+def test_head_larger_than_16_kib_in_one_piece_gets_431(server: PeerSyncServer) -> None:
+    raw = request("GET", "/api/peer/health", headers={"X-Pad": "p" * (17 * 1024)})
+    _assert_own_error(raw_exchange(server.port, raw), 431, "request_header_fields_too_large")
+
+
+def test_head_growing_past_16_kib_without_an_end_gets_431(server: PeerSyncServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(20):  # 20 x 1 KiB, never a blank line
+            try:
+                sock.sendall(b"X-Pad: " + b"p" * 1017 + b"\r\n")
+            except OSError:
+                break
+        raw = read_until_close(sock, 5)
+    _assert_own_error(raw, 431, "request_header_fields_too_large")
+
+
+def test_more_than_100_header_fields_gets_431(server: PeerSyncServer) -> None:
+    headers = {f"X-F{i}": "v" for i in range(101)}
+    raw = raw_exchange(server.port, request("GET", "/api/peer/health", headers=headers))
+    _assert_own_error(raw, 431, "request_header_fields_too_large")
+
+
+def test_100_header_fields_are_still_served(server: PeerSyncServer) -> None:
+    headers = {f"X-F{i}": "v" for i in range(98)}  # + Host + Connection = 100
+    status, _, _ = one_response(
+        raw_exchange(server.port, request("GET", "/api/peer/health", headers=headers))
+    )
+    assert status == 200
+
+
+def test_head_not_finished_by_the_header_deadline_gets_408(make_server: ServerFactory) -> None:
+    server = make_server(limits=Limits(header_timeout_s=0.4))
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /api/peer/health HTTP/1.1\r\n")
+        for _ in range(3):  # slowloris: a byte now and then keeps nothing alive
+            time.sleep(0.1)
+            sock.sendall(b"X")
+        raw = read_until_close(sock, 5)
+    elapsed = time.monotonic() - started
+    _assert_own_error(raw, 408, "request_timeout")
+    assert 0.35 < elapsed < 2.0
+
+
+def test_connection_that_never_sends_a_byte_is_closed_silently(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(limits=Limits(idle_timeout_s=0.3))
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        raw = read_until_close(sock, 5)
+    assert raw == b""
+    assert 0.25 < time.monotonic() - started < 2.0
+
+
+def test_body_not_finished_by_the_body_deadline_gets_408(make_server: ServerFactory) -> None:
+    server = make_server(limits=Limits(body_timeout_s=0.4))
+    head = (
+        b"POST /api/sync/reconcile-lock HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + AUTH["Authorization"].split()[1].encode() + b"\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"owner":'
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        raw = read_until_close(sock, 5)
+    _assert_own_error(raw, 408, "request_timeout")
+
+
+def test_reader_that_stops_reading_is_cut_off_at_the_send_deadline(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(limits=Limits(send_timeout_s=0.3, max_requests_per_connection=100_000))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        # Many pipelined requests, never read: the server's writes fill the
+        # socket buffers and the send deadline must end the connection.
+        sock.sendall(HEALTH.replace(b"Connection: close\r\n", b"") * 3000)
+        deadline = time.monotonic() + 5
+        while server.connection_count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.connection_count == 0
+    finally:
+        sock.close()
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(limits=Limits(idle_timeout_s=0.4))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request("GET", "/api/peer/health", close=False))
+        started = time.monotonic()
+        raw = read_until_close(sock, 5)
+    elapsed = time.monotonic() - started
+    ((status, headers, _),) = split_responses(raw)
+    assert status == 200
+    assert "close" not in headers.get("connection", "")
+    assert 0.3 < elapsed < 2.0
+
+
+def test_idle_timeout_is_advertised_in_keep_alive(server: PeerSyncServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request("GET", "/api/peer/health", close=False))
+        sock.sendall(request("GET", "/api/peer/health", close=True))
+        raw = read_until_close(sock, 5)
+    first, second = split_responses(raw)
+    assert first[1]["keep-alive"] == "timeout=5"
+    assert second[1]["connection"] == "close"
+
+
+def test_connection_closes_after_max_requests(make_server: ServerFactory) -> None:
+    server = make_server(limits=Limits(max_requests_per_connection=3))
+    keep = request("GET", "/api/peer/health", close=False)
+    raw = raw_exchange(server.port, keep * 5)
+    responses = split_responses(raw)
+    assert [r[0] for r in responses] == [200, 200, 200]
+    assert responses[2][1]["connection"] == "close"
+
+
+def test_content_length_over_the_body_limit_gets_413_before_the_body(
+    server: PeerSyncServer,
+) -> None:
+    head = (
+        "POST /api/sync/reconcile-lock HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {16 * 1024 + 1}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)  # and no body at all
+        raw = read_until_close(sock, 5)
+    body = _assert_own_error(raw, 413, "body_too_large")
+    assert body["limitBytes"] == 16 * 1024
+
+
+def test_snapshot_content_length_over_the_snapshot_limit_gets_413(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(max_snapshot_bytes=1000)
+    head = (
+        "PUT /api/sync/state HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\nX-Reconcile-Lock-Id: {'0' * 32}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1001\r\n\r\n"
+    ).encode()
+    raw = raw_exchange(server.port, head)
+    body = _assert_own_error(raw, 413, "body_too_large")
+    assert body["limitBytes"] == 1000
+
+
+def test_chunked_body_passing_the_limit_gets_413(server: PeerSyncServer) -> None:
+    head = (
+        "POST /api/sync/reconcile-lock HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"1000\r\n" + b" " * 4096 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        for _ in range(5):  # 20 KiB > 16 KiB
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+        raw = read_until_close(sock, 5)
+    _assert_own_error(raw, 413, "body_too_large")
+
+
+def test_content_length_with_transfer_encoding_gets_400(server: PeerSyncServer) -> None:
+    raw = raw_exchange(
+        server.port,
+        b"POST /api/sync/reconcile-lock HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    _assert_own_error(raw, 400, "bad_request")
+
+
+def test_transfer_encoding_on_http_1_0_gets_400(server: PeerSyncServer) -> None:
+    raw = raw_exchange(
+        server.port,
+        b"POST /api/sync/reconcile-lock HTTP/1.0\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    _assert_own_error(raw, 400, "bad_request")
+
+
+def test_http_version_other_than_1_0_or_1_1_gets_505(server: PeerSyncServer) -> None:
+    raw = raw_exchange(server.port, b"GET /api/peer/health HTTP/2.0\r\nHost: x\r\n\r\n")
+    _assert_own_error(raw, 505, "http_version_not_supported")
+
+
+def test_absolute_form_target_gets_400(server: PeerSyncServer) -> None:
+    raw = raw_exchange(
+        server.port, b"GET http://127.0.0.1/api/peer/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    _assert_own_error(raw, 400, "bad_request")
+
+
+def test_malformed_request_line_gets_400(server: PeerSyncServer) -> None:
+    raw = raw_exchange(server.port, b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n")
+    _assert_own_error(raw, 400, "bad_request")
+
+
+def test_http_1_0_request_is_served_and_closed(server: PeerSyncServer) -> None:
+    raw = raw_exchange(server.port, b"GET /api/peer/health HTTP/1.0\r\n\r\n")
+    ((status, _, body),) = split_responses(raw)
+    assert status == 200 and b'"status"' in body
+
+
+def _expect_head(auth: bool, length: int = 20) -> bytes:
+    lines = [
+        "POST /api/sync/reconcile-lock HTTP/1.1",
+        "Host: x",
+        "Content-Type: application/json",
+        f"Content-Length: {length}",
+        "Expect: 100-continue",
+    ]
+    if auth:
+        lines.append(f"Authorization: {AUTH['Authorization']}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_expect_100_continue_is_answered_after_auth_passed(server: PeerSyncServer) -> None:
+    body = b'{"owner":"x-owner" }'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_expect_head(auth=True, length=len(body)))
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        sock.settimeout(5)
+        raw = b""
+        while b"\r\n\r\n" not in raw or len(split_responses(raw)[0][2]) == 0:
+            raw += sock.recv(65536)
+    status, _, grant = split_responses(raw)[0]
+    assert status == 200
+    assert b'"owner":"x-owner"' in grant
+
+
+def test_expect_100_continue_is_not_answered_without_auth(server: PeerSyncServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_expect_head(auth=False))
+        raw = read_until_close(sock, 5)
+    assert b" 100 " not in raw.split(b"\r\n", 1)[0]
+    status, headers, body = one_response(raw)
+    assert status == 401 and body["code"] == "unauthorized"
+    assert headers["www-authenticate"].startswith("Bearer")
+
+
+def test_expect_100_continue_is_not_answered_when_too_large(server: PeerSyncServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_expect_head(auth=True, length=1 << 20))
+        raw = read_until_close(sock, 5)
+    _assert_own_error(raw, 413, "body_too_large")
+
+
+def test_pipelined_requests_get_ordered_answers(server: PeerSyncServer) -> None:
+    pipeline = b"".join(
+        [
+            request("GET", "/api/peer/health", close=False),
+            request("GET", "/api/sync/health", headers=AUTH, close=False),
+            request("GET", "/api/nowhere", close=False),
+            request("GET", "/api/sync/reconcile-lock", headers=AUTH, close=False),
+            request("DELETE", "/api/sync/health", headers=AUTH, close=True),
+        ]
+    )
+    raw = raw_exchange(server.port, pipeline)
+    responses = split_responses(raw)
+    assert [r[0] for r in responses] == [200, 200, 404, 200, 405]
+    assert b'"engineLabel"' in responses[0][2]
+    assert b'"clockSync"' in responses[1][2]
+    assert b'"held"' in responses[3][2]
+
+
+def test_accept_loop_answers_503_when_every_slot_is_busy(make_server: ServerFactory) -> None:
+    server = make_server(max_connections=2)
+    busy = []
+    try:
+        for _ in range(2):  # two slowloris heads keep both slots busy
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(b"GET /api/peer/health HTTP/1.1\r\n")
+            busy.append(sock)
+        time.sleep(0.2)
+        raw = raw_exchange(server.port, HEALTH)
+        body = _assert_own_error(raw, 503, "overloaded")
+        assert body["error"]
+        assert one_response(raw)[1]["retry-after"] == "1"
+    finally:
+        for sock in busy:
+            sock.close()
+
+
+def test_idle_connections_are_closed_first_when_slots_run_short(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(max_connections=2)
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        status, _, body = one_response(raw_exchange(server.port, HEALTH))
+        assert status == 200 and body["status"] == "ok"
+        closed = [read_until_close(s, 0.5) == b"" for s in idle]
+        assert closed.count(True) >= 1
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_each_answer_leaves_in_one_write_with_nodelay(server: PeerSyncServer) -> None:
+    """A keep-alive answer written in two sends would wait ~40 ms for a delayed ACK."""
+    keep = request("GET", "/api/peer/health", close=False)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        times = []
+        for _ in range(30):
+            started = time.perf_counter()
+            sock.sendall(keep)
+            raw = b""
+            while not raw.endswith(b"}"):
+                raw += sock.recv(65536)
+            times.append(time.perf_counter() - started)
+    times.sort()
+    assert times[len(times) // 2] < 0.02, times
+
+
+def test_restarted_server_gets_its_port_back_at_once(make_server: ServerFactory) -> None:
+    first = make_server()
+    port = first.port
+    for _ in range(3):  # leave connections in TIME_WAIT on the server side
+        raw_exchange(port, HEALTH)
+    first.stop()
+    second = make_server(port=port)
+    assert second.port == port
+    status, _, _ = one_response(raw_exchange(port, HEALTH))
+    assert status == 200
