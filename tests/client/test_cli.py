@@ -1,0 +1,264 @@
+"""``peersync`` as a real subprocess against real loopback servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fake_servers import HEALTH, SECRET, TOKEN, RawServer, StdlibEngine, answer, checksum
+
+
+def peersync(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PEERSYNC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "peersync_server.cli", *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env={**clean, **(env or {})},
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> str:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> str:
+    path = tmp_path / "secret"
+    path.write_text(SECRET)
+    return str(path)
+
+
+def out(result: subprocess.CompletedProcess[bytes]):
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+def test_health_prints_the_contract_shape(stdlib_engine: StdlibEngine) -> None:
+    body = out(peersync("health", stdlib_engine.url))
+    assert body["role"] == "follower" and body["epoch"] == 17 and body["status"] == "ok"
+    assert set(body) == set(HEALTH)
+
+
+def test_sync_health_with_token_file(stdlib_engine: StdlibEngine, token_file: str) -> None:
+    body = out(peersync("sync-health", stdlib_engine.url, "--api-token-file", token_file))
+    assert body["clockSync"] == {"mode": "ptp", "offsetNs": 1234, "jitterNs": 500}
+
+
+def test_common_options_work_before_the_command(
+    stdlib_engine: StdlibEngine, token_file: str
+) -> None:
+    body = out(
+        peersync("--api-token-file", token_file, "--timeout", "3", "sync-health", stdlib_engine.url)
+    )
+    assert body["lastCommandSeq"] == 1729
+
+
+def test_token_from_environment(stdlib_engine: StdlibEngine) -> None:
+    result = peersync("lock", "status", stdlib_engine.url, env={"PEERSYNC_API_TOKEN": TOKEN})
+    assert out(result) == {"held": False, "lastFencingToken": 41}
+
+
+def test_token_file_wins_over_environment(stdlib_engine: StdlibEngine, token_file: str) -> None:
+    result = peersync(
+        "lock",
+        "status",
+        stdlib_engine.url,
+        "--api-token-file",
+        token_file,
+        env={"PEERSYNC_API_TOKEN": "wrong"},
+    )
+    assert out(result)["held"] is False
+
+
+def test_error_answer_exits_1_with_its_code_on_stderr(stdlib_engine: StdlibEngine) -> None:
+    result = peersync("sync-health", stdlib_engine.url, env={"PEERSYNC_API_TOKEN": "zq-bad-zq"})
+    assert result.returncode == 1
+    assert result.stdout == b""
+    error = json.loads(result.stderr)
+    assert (error["status"], error["code"]) == (401, "unauthorized")
+    assert "zq-bad-zq" not in result.stderr.decode()
+
+
+def test_force_leader_with_reason_then_already_leader(
+    stdlib_engine: StdlibEngine, secret_file: str
+) -> None:
+    args = ("force-leader", stdlib_engine.url, "--control-plane-secret-file", secret_file)
+    body = out(peersync(*args, "--reason", "drill"))
+    assert body == {"status": "leader", "engineLabel": "a", "epoch": 18, "previousRole": "follower"}
+    assert json.loads(stdlib_engine.model.seen[-1][3]) == {"reason": "drill"}
+    again = peersync(*args)
+    assert again.returncode == 1
+    assert json.loads(again.stderr) == {
+        "status": 409,
+        "error": "already leader",
+        "code": "already_leader",
+        "epoch": 18,
+    }
+
+
+def test_force_leader_secret_from_environment(stdlib_engine: StdlibEngine) -> None:
+    result = peersync(
+        "force-leader", stdlib_engine.url, env={"PEERSYNC_CONTROL_PLANE_SECRET": SECRET}
+    )
+    assert out(result)["status"] == "leader"
+
+
+def test_lock_acquire_refresh_release_status(stdlib_engine: StdlibEngine) -> None:
+    env = {"PEERSYNC_API_TOKEN": TOKEN}
+    url = stdlib_engine.url
+    grant = out(peersync("lock", "acquire", url, "--owner", "ops", "--ttl-ms", "5000", env=env))
+    assert (grant["owner"], grant["expiresMs"], grant["fencingToken"]) == ("ops", 5000, 42)
+    held = peersync("lock", "acquire", url, env=env)
+    assert held.returncode == 1 and json.loads(held.stderr)["code"] == "lock_held"
+    status = out(peersync("lock", "status", url, env=env))
+    assert status["held"] is True and "lockId" not in status
+    lock = grant["lockId"]
+    refreshed = out(
+        peersync("lock", "refresh", url, "--lock-id", lock, "--ttl-ms", "7000", env=env)
+    )
+    assert (refreshed["lockId"], refreshed["expiresMs"]) == (lock, 7000)
+    assert out(peersync("lock", "release", url, "--lock-id", lock, env=env)) == {"released": True}
+    gone = peersync("lock", "release", url, "--lock-id", lock, env=env)
+    assert gone.returncode == 1 and json.loads(gone.stderr)["code"] == "lock_not_found"
+
+
+def test_state_get_then_apply_round_trip(stdlib_engine: StdlibEngine, tmp_path: Path) -> None:
+    env = {"PEERSYNC_API_TOKEN": TOKEN}
+    url = stdlib_engine.url
+    got = peersync("state", "get", url, env=env)
+    assert got.returncode == 0
+    assert got.stdout == json.dumps(stdlib_engine.model.snapshot()).encode()
+    snap = json.loads(got.stdout)
+    state = {"scene": "replaced"}
+    snap.update(state=state, checksum=checksum(state), epoch=30)
+    data = json.dumps(snap).encode()
+    refused = peersync("state", "apply", url, "--lock-id", "ab" * 16, stdin=data, env=env)
+    assert refused.returncode == 1 and json.loads(refused.stderr)["code"] == "lock_not_held"
+    lock = out(peersync("lock", "acquire", url, env=env))["lockId"]
+    applied = out(peersync("state", "apply", url, "--lock-id", lock, stdin=data, env=env))
+    assert applied == {"applied": True, "epoch": 30, "role": "follower", "lastCommandSeq": 1729}
+    assert stdlib_engine.model.state == state
+    assert stdlib_engine.model.seen[-1][3] == data
+
+
+def test_state_apply_with_empty_stdin_is_a_usage_error(stdlib_engine: StdlibEngine) -> None:
+    result = peersync("state", "apply", stdlib_engine.url, "--lock-id", "x", stdin=b"")
+    assert result.returncode == 2
+    assert b"stdin" in result.stderr
+
+
+def test_watch_prints_a_line_per_probe(stdlib_engine: StdlibEngine) -> None:
+    result = peersync("watch", stdlib_engine.url, "--count", "3", "--interval-ms", "50")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0
+    assert len(lines) == 3
+    for line in lines:
+        assert (line["role"], line["epoch"], line["programSource"], line["ok"]) == (
+            "follower",
+            17,
+            "cam-1",
+            True,
+        )
+        assert 0 < line["rttMs"] < 1000
+
+
+def test_watch_text_format(stdlib_engine: StdlibEngine) -> None:
+    result = peersync(
+        "watch", stdlib_engine.url, "--count", "2", "--interval-ms", "0", "--format", "text"
+    )
+    lines = result.stdout.decode().splitlines()
+    assert result.returncode == 0 and len(lines) == 2
+    assert "follower" in lines[0] and "epoch 17" in lines[0] and "cam-1" in lines[0]
+    assert lines[0].endswith(" ms")
+
+
+def test_watch_reports_failed_probes_and_exits_1(raw_server) -> None:
+    """A stalled engine and a missed deadline are each a failed line."""
+
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        while server.read(conn):
+            if len(server.requests) > 1:
+                time.sleep(1)  # the second probe is never answered in time
+                return
+            conn.sendall(answer(200, {**HEALTH, "status": "stalled"}))
+
+    server = raw_server(serve)
+    result = peersync(
+        "watch", server.url, "--count", "2", "--interval-ms", "0", "--probe-timeout-ms", "200"
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert (lines[0]["ok"], lines[0]["status"]) == (False, "stalled")
+    assert (lines[1]["ok"], lines[1]["code"]) == (False, "deadline_exceeded")
+    assert 190 <= lines[1]["rttMs"] < 600
+
+
+def test_no_usable_answer_exits_3() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    result = peersync("health", f"http://127.0.0.1:{port}")
+    assert result.returncode == 3
+    assert json.loads(result.stderr)["code"] == "connection_refused"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("frobnicate", "http://127.0.0.1:1"),
+        ("health",),
+        ("health", "not-a-url"),
+        ("health", "https://127.0.0.1:1"),
+        ("lock", "refresh", "http://127.0.0.1:1"),  # --lock-id missing
+        ("lock", "acquire", "http://127.0.0.1:1", "--ttl-ms", "soon"),
+        ("watch", "http://127.0.0.1:1", "--count", "-1"),
+        ("health", "http://127.0.0.1:1", "--timeout", "0"),
+        ("health", "http://127.0.0.1:1", "--api-token-file", "/nonexistent/token"),
+    ],
+)
+def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
+    result = peersync(*args)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    assert result.stderr
+
+
+def test_empty_token_file_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    result = peersync("health", "http://127.0.0.1:1", "--api-token-file", str(empty))
+    assert result.returncode == 2 and b"empty" in result.stderr
+
+
+def test_help_exits_0() -> None:
+    result = peersync("--help")
+    assert result.returncode == 0
+    for name in (b"health", b"sync-health", b"force-leader", b"lock", b"state", b"watch"):
+        assert name in result.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("peersync", path=os.path.dirname(sys.executable)) is None,
+    reason="console script not installed",
+)
+def test_console_script_is_installed(stdlib_engine: StdlibEngine) -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "peersync")
+    result = subprocess.run([script, "health", stdlib_engine.url], capture_output=True, timeout=30)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["engineLabel"] == "a"
