@@ -88,7 +88,7 @@ class ServerConfig:
     label: str
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    role: Role = Role.FOLLOWER
+    role: Role = attrs.field(default=Role.FOLLOWER, converter=Role)
     state_dir: Path | None = attrs.field(default=None, converter=_opt_path)
     api_token: bytes | None = attrs.field(default=None, repr=False)
     control_plane_secret: bytes | None = attrs.field(default=None, repr=False)

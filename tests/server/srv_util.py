@@ -127,7 +127,9 @@ def snapshot_body(
 class ServerProcess:
     """``python -m peersync_server`` in a child process, stopped by its PID."""
 
-    def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
+    ) -> None:
         full_env = dict(os.environ)
         full_env.pop(TOKEN_ENV, None)
         full_env.pop(SECRET_ENV, None)
@@ -137,7 +139,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=full_env,
-            cwd=REPO,
+            cwd=cwd,
         )
         self.port = 0
         self.url = ""

@@ -1,0 +1,239 @@
+"""``peersync-server`` as ops run it: a real process, stopped by its PID."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from srv_util import (
+    PYTHON,
+    SECRET,
+    TOKEN,
+    TOKEN_ENV,
+    ServerProcess,
+    canonical,
+    make_state,
+    server_process,
+    snapshot_body,
+)
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET + "\n")
+    return token, secret
+
+
+def _base_args(tmp_path: Path, *extra: str) -> list[str]:
+    token, secret = _files(tmp_path)
+    return [
+        "--label", "a", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "state"),
+        "--api-token-file", str(token), "--control-plane-secret-file", str(secret), *extra,
+    ]  # fmt: skip
+
+
+def _run_to_exit(
+    args: list[str], tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    proc = ServerProcess(args, cwd=tmp_path, env=env)
+    try:
+        out, err = proc.proc.communicate(timeout=20)
+    finally:
+        proc.close()
+    return proc.proc.returncode, out.decode(), err.decode()
+
+
+def _get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_prints_one_listening_line_with_the_real_port_and_serves(tmp_path: Path) -> None:
+    with server_process(_base_args(tmp_path), cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        assert port != 0
+        assert proc.url == f"http://127.0.0.1:{port}"
+        status, body = _get(port, "/api/peer/health")
+        assert status == 200 and body["engineLabel"] == "a"
+        code, out, _err = proc.terminate()
+    assert code == 0
+    assert out == ""  # the listening line was the only one
+
+
+def test_sigint_also_stops_with_status_0(tmp_path: Path) -> None:
+    with server_process(_base_args(tmp_path), cwd=tmp_path) as proc:
+        proc.wait_listening()
+        proc.signal(signal.SIGINT)
+        proc.proc.wait(15)
+        assert proc.proc.returncode == 0
+
+
+def test_missing_token_without_no_auth_refuses_with_status_2(tmp_path: Path) -> None:
+    code, out, err = _run_to_exit(["--label", "a", "--listen", "127.0.0.1:0"], tmp_path)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "no API token" in err and TOKEN_ENV in err
+
+
+def test_token_from_the_environment_is_accepted(tmp_path: Path) -> None:
+    args = ["--label", "b", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "s")]
+    with server_process(args, cwd=tmp_path, env={TOKEN_ENV: TOKEN}) as proc:
+        port = proc.wait_listening()
+        status, _ = _get(port, "/api/sync/health", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        assert proc.terminate()[0] == 0
+
+
+def test_no_auth_mode_warns_loudly(tmp_path: Path) -> None:
+    args = [
+        "--label",
+        "a",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-auth",
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        assert _get(port, "/api/sync/health")[0] == 200
+        code, _, err = proc.terminate()
+    assert code == 0
+    assert "NO-AUTH MODE" in err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--bogus"],
+        ["--max-connections", "zero"],
+        ["--listen", "nohostport"],
+        ["--role", "boss"],
+    ],
+)
+def test_bad_flag_is_one_line_and_status_2(tmp_path: Path, extra: list[str]) -> None:
+    code, out, err = _run_to_exit(_base_args(tmp_path, *extra), tmp_path)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("peersync-server: error: ")
+
+
+def test_bad_label_is_refused(tmp_path: Path) -> None:
+    args = _base_args(tmp_path)
+    args[1] = "c"
+    code, _, err = _run_to_exit(args, tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_token_file_is_one_line_and_status_2(tmp_path: Path) -> None:
+    args = ["--label", "a", "--api-token-file", str(tmp_path / "missing")]
+    code, _, err = _run_to_exit(args, tmp_path)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "cannot read API token file" in err
+
+
+def test_port_in_use_is_one_line_and_status_2(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        args = _base_args(tmp_path)
+        args[3] = f"127.0.0.1:{port}"
+        code, out, err = _run_to_exit(args, tmp_path)
+    finally:
+        holder.close()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_unusable_state_dir_is_one_line_and_status_2(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file, not a directory")
+    code, _, err = _run_to_exit(_base_args(tmp_path), tmp_path)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "state directory" in err
+
+
+def test_default_state_dir_is_per_label_in_the_working_directory(tmp_path: Path) -> None:
+    token, _ = _files(tmp_path)
+    args = ["--label", "b", "--listen", "127.0.0.1:0", "--api-token-file", str(token)]
+    with server_process(args, cwd=tmp_path) as proc:
+        proc.wait_listening()
+        assert proc.terminate()[0] == 0
+    assert (tmp_path / "peersync-state-b" / "engine.json").is_file()
+
+
+def test_help_lists_every_flag() -> None:
+    out = subprocess.run(
+        [PYTHON, "-m", "peersync_server", "--help"], capture_output=True, check=True
+    ).stdout.decode()
+    for flag in (
+        "--label", "--listen", "--role", "--state-dir", "--api-token-file",
+        "--control-plane-secret-file", "--no-auth", "--peer", "--failover",
+        "--max-snapshot-bytes", "--max-connections", "--log-format", "--log-level",
+        "--max-header-bytes", "--max-header-fields", "--header-timeout", "--body-timeout",
+        "--send-timeout", "--idle-timeout", "--max-requests-per-connection",
+    ):  # fmt: skip
+        assert flag in out
+
+
+def test_sigterm_during_an_upload_exits_0_and_leaves_old_or_new_state(tmp_path: Path) -> None:
+    args = _base_args(tmp_path)
+    auth = f"Bearer {TOKEN}"
+    new_state = make_state(4_000_000, tag=1)
+    body = snapshot_body(new_state, epoch=2)
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/api/sync/reconcile-lock", headers={"Authorization": auth})
+        grant = json.loads(conn.getresponse().read())
+        conn.close()
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        head = (
+            f"PUT /api/sync/state HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+            f"X-Reconcile-Lock-Id: {grant['lockId']}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + body[: len(body) // 2])
+        time.sleep(0.2)
+        proc.signal(signal.SIGTERM)
+        time.sleep(0.2)
+
+        def finish() -> None:
+            try:
+                sock.sendall(body[len(body) // 2 :])
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=finish)
+        sender.start()
+        proc.proc.wait(15)
+        sender.join()
+        sock.close()
+        assert proc.proc.returncode == 0
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        status, snap = _get(port, "/api/sync/state", {"Authorization": auth})
+        assert status == 200
+        assert snap["state"] in ({}, new_state)
+        assert proc.terminate()[0] == 0
+    assert canonical(snap["state"]) in (b"{}", canonical(new_state))

@@ -1,0 +1,129 @@
+"""Logs: one line per request, text or JSON, never a secret or a lock id."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from srv_util import SECRET, TOKEN, server_process, snapshot_body
+
+from peersync_server._logging import JsonFormatter, log_request, safe_path
+
+
+def test_safe_path_redacts_the_lock_id() -> None:
+    lock_id = "0123456789abcdef0123456789abcdef"
+    assert safe_path(f"/api/sync/reconcile-lock/{lock_id}") == "/api/sync/reconcile-lock/<redacted>"
+    assert safe_path("/api/sync/reconcile-lock") == "/api/sync/reconcile-lock"
+
+
+def test_safe_path_drops_the_query_string() -> None:
+    assert safe_path("/api/peer/health?token=abc") == "/api/peer/health?<redacted>"
+
+
+def test_safe_path_escapes_control_characters() -> None:
+    escaped = safe_path("/a\x1b[31m\nfake line\\\x7f\u00e9")
+    assert "\n" not in escaped and "\x1b" not in escaped and "\x7f" not in escaped
+    assert escaped == "/a\\x1b[31m\\x0afake\\x20line\\\\\\x7f\\xe9"
+
+
+def test_safe_path_hides_absolute_form_credentials() -> None:
+    assert safe_path("http://user:pw@host/x") == "<redacted>"
+    assert safe_path(b"*") == "<redacted>"
+
+
+def test_access_line_as_json_has_the_fields() -> None:
+    record = logging.LogRecord("peersync.server.access", logging.INFO, __file__, 1, "", (), None)
+    captured: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            captured.append(rec)
+
+    logger = logging.getLogger("test.access.json")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(Keep())
+    log_request(
+        logger, method="PUT", target="/api/sync/reconcile-lock/abc", status=200, ms=1.5, nbytes=99
+    )
+    line = JsonFormatter().format(captured[0])
+    obj = json.loads(line)
+    assert obj["method"] == "PUT" and obj["path"] == "/api/sync/reconcile-lock/<redacted>"
+    assert (obj["status"], obj["bytes"], obj["ms"]) == (200, 99, 1.5)
+    assert "\n" not in line
+    assert record.name  # formatter handles plain records too
+    assert json.loads(JsonFormatter().format(record))["message"] == ""
+
+
+def _exercise(port: int) -> list[str]:
+    """Every endpoint, good and bad credentials; returns the lock ids seen."""
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def call(
+        method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> dict[str, object]:
+        conn.request(method, path, body=body, headers=headers or {})
+        return json.loads(conn.getresponse().read())  # type: ignore[no-any-return]
+
+    call("GET", "/api/peer/health")
+    call("GET", "/api/sync/health", headers={"Authorization": "Bearer wrong-token-7d1e"})
+    call("POST", "/api/peer/force-leader", headers={"X-Control-Plane-Secret": "wrong-secret-55e0"})
+    call(
+        "POST",
+        "/api/peer/force-leader",
+        b'{"reason":"log test"}',
+        {"X-Control-Plane-Secret": SECRET, "Content-Type": "application/json"},
+    )
+    grant = call("POST", "/api/sync/reconcile-lock", b'{"owner":"logger"}', auth)
+    lock_id = str(grant["lockId"])
+    call("GET", "/api/sync/reconcile-lock", headers=auth)
+    call("PUT", f"/api/sync/reconcile-lock/{lock_id}", b'{"ttlMs":5000}', auth)
+    call(
+        "PUT",
+        "/api/sync/state",
+        snapshot_body({"k": 1}, epoch=9),
+        {**auth, "X-Reconcile-Lock-Id": lock_id},
+    )
+    call("GET", "/api/sync/state", headers=auth)
+    call("DELETE", f"/api/sync/reconcile-lock/{lock_id}", headers=auth)
+    call("DELETE", f"/api/sync/reconcile-lock/{lock_id}", headers=auth)
+    call("PUT", f"/api/sync/reconcile-lock/{lock_id}?x={lock_id}", b"{}", auth)
+    conn.close()
+    return [lock_id]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("level", ["debug", "info", "warning"])
+def test_no_secret_or_lock_id_in_any_log_line(tmp_path: Path, fmt: str, level: str) -> None:
+    (tmp_path / "token").write_text(TOKEN)
+    (tmp_path / "secret").write_text(SECRET)
+    args = [
+        "--label", "a", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "s"),
+        "--api-token-file", str(tmp_path / "token"),
+        "--control-plane-secret-file", str(tmp_path / "secret"),
+        "--log-format", fmt, "--log-level", level,
+    ]  # fmt: skip
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        lock_ids = _exercise(port)
+        code, _, err = proc.terminate()
+    assert code == 0
+    forbidden = [TOKEN, SECRET, "wrong-token-7d1e", "wrong-secret-55e0", *lock_ids]
+    for word in forbidden:
+        assert word not in err, (word, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    if fmt == "json":
+        records = [json.loads(line) for line in lines]
+        access = [r for r in records if r["logger"] == "peersync.server.access"]
+    else:
+        access = [line for line in lines if " peersync.server.access " in line]
+    if level == "warning":
+        assert access == []
+    else:
+        assert len(access) == 12  # one line per request
+        if fmt == "json":
+            assert {"method", "path", "status", "ms", "bytes"} <= set(access[0])
+            assert any(r["path"] == "/api/sync/reconcile-lock/<redacted>" for r in access)
