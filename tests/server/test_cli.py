@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
@@ -219,10 +220,8 @@ def test_sigterm_during_an_upload_exits_0_and_leaves_old_or_new_state(tmp_path: 
         time.sleep(0.2)
 
         def finish() -> None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.sendall(body[len(body) // 2 :])
-            except OSError:
-                pass
 
         sender = threading.Thread(target=finish)
         sender.start()

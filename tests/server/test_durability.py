@@ -69,7 +69,12 @@ def test_kill_9_mid_apply_leaves_old_or_new_state_and_floors_never_go_back(
             max_token = grant["fencingToken"]
             result: list[int] = []
 
-            def put(index: int = i, lock_id: str = grant["lockId"]) -> None:
+            def put(
+                index: int = i,
+                lock_id: str = grant["lockId"],
+                port: int = port,
+                result: list[int] = result,
+            ) -> None:
                 try:
                     status, _ = _call(
                         port, "PUT", "/api/sync/state", bodies[index],
