@@ -420,3 +420,62 @@ def test_read_request_helper_sees_closed_connection() -> None:
     right.close()
     assert read_request(left) == b""
     left.close()
+
+
+def test_answer_that_is_not_http_is_invalid(raw_server) -> None:
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read(conn)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    server = raw_server(serve)
+    with PeerSyncClient(server.url) as client, pytest.raises(InvalidResponse, match=r"HTTP/1\.1"):
+        client.peer_health()
+
+
+def test_reset_mid_answer_is_connection_closed(raw_server) -> None:
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.05)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    server = raw_server(serve)
+    with PeerSyncClient(server.url) as client, pytest.raises(ConnectionClosed):
+        client.peer_health()
+
+
+def test_upload_to_a_server_that_never_reads_hits_the_deadline(raw_server) -> None:
+    stop = threading.Event()
+
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        stop.wait(5)
+
+    server = raw_server(serve)
+    client = PeerSyncClient(server.url, api_token=TOKEN)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="sending"):
+        client.apply_state(b" " * (64 << 20), "ab" * 16, timeout=0.3)
+    stop.set()
+    assert time.monotonic() - started < 1.0
+    client.close()
+
+
+def test_waiting_for_a_shared_client_counts_against_the_deadline(raw_server) -> None:
+    release = threading.Event()
+
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read(conn)
+        release.wait(5)
+        conn.sendall(answer(200, HEALTH))
+
+    server = raw_server(serve)
+    with PeerSyncClient(server.url) as client:
+        slow = threading.Thread(target=client.peer_health)
+        slow.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="another call"):
+            client.peer_health(timeout=0.1)
+        assert time.monotonic() - started < 0.3
+        release.set()
+        slow.join()
