@@ -324,18 +324,19 @@ def read_request(conn: socket.socket, timeout: float = 5.0) -> bytes:
         if not chunk:
             return b""
         data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head, _, first = data.partition(b"\r\n\r\n")
+    rest = bytearray(first)
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
     while len(rest) < length:
-        chunk = conn.recv(65536)
+        chunk = conn.recv(1 << 20)
         if not chunk:
             break
         rest += chunk
-    return head + b"\r\n\r\n" + rest
+    return head + b"\r\n\r\n" + bytes(rest)
 
 
 def answer(status: int, obj: Any, *, extra: bytes = b"") -> bytes:
