@@ -35,6 +35,7 @@ from ._logging import configure_logging
 from ._server import (
     DEFAULT_HOST,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IDLE_CONNECTIONS,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_GRACE_S,
     PeerSyncServer,
@@ -111,7 +112,12 @@ def _parser() -> _Parser:
     p.add_argument("--peer", metavar="URL", help="the peer engine's base URL (failover)")
     p.add_argument("--failover", choices=["auto", "manual"], default="auto")
     p.add_argument("--max-snapshot-bytes", type=_positive_int, default=DEFAULT_MAX_SNAPSHOT_BYTES)
-    p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS)
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="connections with a request in flight (one thread each); past it 503",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument(
         "--log-level",
@@ -120,6 +126,9 @@ def _parser() -> _Parser:
         default="INFO",
     )
     limits = p.add_argument_group("limits and deadlines")
+    limits.add_argument(
+        "--max-idle-connections", type=_positive_int, default=DEFAULT_MAX_IDLE_CONNECTIONS
+    )
     limits.add_argument("--max-header-bytes", type=_positive_int, default=DEFAULT_MAX_HEADER_BYTES)
     limits.add_argument(
         "--max-header-fields", type=_positive_int, default=DEFAULT_MAX_HEADER_FIELDS
@@ -189,6 +198,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         failover=args.failover,
         max_snapshot_bytes=args.max_snapshot_bytes,
         max_connections=args.max_connections,
+        max_idle_connections=args.max_idle_connections,
         limits=Limits(
             max_header_bytes=args.max_header_bytes,
             max_header_fields=args.max_header_fields,
@@ -234,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
     except ServerStartError as exc:
         return _fail(str(exc))
+    if not server.wait_ready():
+        _log.warning("the snapshot decoder did not start in time; continuing")
     print(f"listening on {server.url}", flush=True)
     try:
         while not stop.wait(3600):

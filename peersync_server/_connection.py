@@ -124,7 +124,10 @@ class _Answered(Exception):
 
 
 class Connection:
-    """Serves one accepted socket until it closes. Thread-safe ``evict``."""
+    """One accepted socket. It holds no thread while idle: the server parks it
+    in the accept loop's selector and calls :meth:`serve_ready` on a worker
+    thread when bytes arrive; that returns ``True`` to park it again (keep-alive,
+    nothing buffered) or ``False`` once the connection is closed."""
 
     def __init__(
         self,
@@ -134,8 +137,6 @@ class Connection:
         driver: EngineDriver,
         decoder: DecoderPool,
         limits: Limits,
-        on_busy: Callable[[Connection], bool],
-        on_idle: Callable[[Connection], None],
         draining: Callable[[], bool],
     ) -> None:
         self.sock = sock
@@ -143,36 +144,38 @@ class Connection:
         self._driver = driver
         self._decoder = decoder
         self._limits = limits
-        self._on_busy = on_busy
-        self._on_idle = on_idle
         self._draining = draining
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self._fed = 0  # bytes fed to h11 during the current request's head
-        #: registry state, guarded by the server's registry lock
-        self.idle = True
-        self.evicted = False
-        self.last_active = time.monotonic()
+        self._served = 0
+        self._method = "-"
+        self._target = "-"
 
     # -- lifecycle -------------------------------------------------------------
 
-    def evict(self) -> None:
-        """Wake the thread out of a blocking read and close (registry lock held
-        by the caller has already marked ``evicted``)."""
+    def abort(self) -> None:
+        """Wake a worker out of a blocking read or write (used at shutdown)."""
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
-    def run(self) -> None:
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def serve_ready(self) -> bool:
+        """Serve what the client sent; ``True``: park me, ``False``: closed."""
+        keep = False
         try:
-            self._serve()
+            keep = self._serve()
         except (_Closed, _Answered):
             pass
         except OSError as exc:
             _log.debug("connection %s: %s", self.peer, type(exc).__name__)
         except Exception:
             _log.exception("connection %s failed", self.peer)
-        finally:
-            with contextlib.suppress(OSError):
-                self.sock.close()
+        if not keep:
+            self.close()
+        return keep
 
     # -- reading -----------------------------------------------------------------
 
@@ -191,14 +194,13 @@ class Connection:
         self._h11.receive_data(data)
 
     def _next_head(self) -> h11.Request | None:
-        """The next request head, or ``None`` when the client is gone."""
+        """The next request head, or ``None`` when the client closed. The first
+        byte is already here (buffered, or the socket is readable), so the
+        absolute header deadline starts now."""
         limits = self._limits
-        first_byte_at: float | None = None
-        pending = self._h11.trailing_data[0]
-        self._fed = len(pending)
-        if pending:  # pipelined bytes already here
-            first_byte_at = time.monotonic()
-        idle_deadline = time.monotonic() + limits.idle_timeout_s
+        self._fed = len(self._h11.trailing_data[0])
+        header_deadline = time.monotonic() + limits.header_timeout_s
+        got_bytes = self._fed > 0
         while True:
             try:
                 event = self._h11.next_event()
@@ -219,22 +221,17 @@ class Connection:
             if isinstance(event, h11.ConnectionClosed):
                 return None
             assert event is h11.NEED_DATA, event
-            if first_byte_at is None:
-                if self._draining():
-                    return None
-                try:
-                    data = self._recv(idle_deadline)
-                except (TimeoutError, _Closed):
-                    return None  # never sent a byte of this request: close silently
-                first_byte_at = time.monotonic()
-                if not self._on_busy(self):
-                    return None  # evicted while the bytes arrived
-                self._feed(data)
-                continue
             try:
-                self._feed(self._recv(first_byte_at + limits.header_timeout_s))
+                self._feed(self._recv(header_deadline))
             except TimeoutError:
+                if not got_bytes:
+                    return None  # readable but nothing came: close silently
                 self._answer(408, "request_timeout", "The request head took too long.")
+            except _Closed:
+                if not got_bytes:
+                    return None  # closed without a byte of a request
+                raise
+            got_bytes = True
 
     def _read_body(self, limit: int, expected: int | None) -> bytes:
         limits = self._limits
@@ -322,27 +319,23 @@ class Connection:
 
     # -- the request loop ----------------------------------------------------------
 
-    _method = "-"
-    _target = "-"
-
-    def _serve(self) -> None:
+    def _serve(self) -> bool:
+        """Requests while bytes are buffered; ``True`` when it may be parked."""
         limits = self._limits
-        served = 0
         while True:
-            self._on_idle(self)
             self._method = self._target = "-"
             head = self._next_head()
             if head is None:
-                return
-            if not self._on_busy(self):
-                return
+                return False
             started = time.monotonic()
-            served += 1
+            self._served += 1
             method = head.method.decode("ascii", "replace")
             target = head.target.decode("latin-1")
             self._method, self._target = method, target
             response, closing = self._respond(head, method, target)
-            closing = closing or served >= limits.max_requests_per_connection or self._draining()
+            closing = (
+                closing or self._served >= limits.max_requests_per_connection or self._draining()
+            )
             nbytes = self._send_response(method, response, closing=closing)
             log_request(
                 _access,
@@ -354,8 +347,10 @@ class Connection:
                 peer=self.peer,
             )
             if closing or self._h11.our_state is h11.MUST_CLOSE:
-                return
+                return False
             self._h11.start_next_cycle()
+            if not self._h11.trailing_data[0]:
+                return True  # nothing pipelined: park until the client speaks
 
     def _respond(self, head: h11.Request, method: str, target: str) -> tuple[Response, bool]:
         """The response for one request, and whether to close after it."""

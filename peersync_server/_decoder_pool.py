@@ -58,6 +58,7 @@ class DecoderPool:
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._closed = False
+        self._warming: concurrent.futures.Future[bool] | None = None
 
     def _get(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
@@ -72,7 +73,17 @@ class DecoderPool:
     def warm_up(self) -> None:
         """Start the worker now (in the background) so the first decode is quick."""
         with contextlib.suppress(DecoderUnavailable, RuntimeError):
-            self._get().submit(_warm)
+            self._warming = self._get().submit(_warm)
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Wait until the worker has started (``False`` if it did not in time)."""
+        future = self._warming
+        if future is None:
+            return False
+        try:
+            return bool(future.result(timeout))
+        except (concurrent.futures.TimeoutError, BrokenProcessPool, RuntimeError):
+            return False
 
     def decode(self, body: bytes) -> DecodedSnapshot | RemoteProtocolError:
         """Decode ``body`` in a worker; blocks this thread only (not the GIL)."""

@@ -7,16 +7,21 @@
     ...                            # http://127.0.0.1:{port}/api/peer/health
     server.stop()                  # graceful: finish in-flight work, persist
 
-One thread per connection, at most ``max_connections`` of them. When a new
-connection finds every slot taken, the least recently active *idle*
-connection (keep-alive between requests, or accepted and silent) is closed to
-make room; only when every slot is busy does the accept loop answer ``503``
-with ``Retry-After`` itself. So a peer probe is never starved by idle clients.
+A connection with a request in flight holds one worker thread, at most
+``max_connections`` of them; when every one is busy the accept loop answers
+``503`` with ``Retry-After`` itself. An *idle* connection (accepted and silent,
+or keep-alive between requests) holds no thread at all: the accept loop parks
+it in its selector until it speaks, closes it at its idle deadline, and closes
+the oldest first when more than ``max_idle_connections`` are parked. So idle
+and slow clients cannot starve a peer probe, and a flood of idle connections
+costs an ``accept`` each, not a thread each.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import queue
@@ -24,9 +29,10 @@ import selectors
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -48,6 +54,7 @@ from ._host import DEFAULT_HEARTBEAT_INTERVAL_S, EngineHost, HostStateError, Sta
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_IDLE_CONNECTIONS",
     "DEFAULT_PORT",
     "DEFAULT_RETRY_AFTER_S",
     "DEFAULT_SHUTDOWN_GRACE_S",
@@ -61,14 +68,17 @@ _log = logging.getLogger("peersync.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
-#: Connection threads; past it idle connections are closed, then 503.
+#: Connections with a request in flight (one worker thread each); past it 503.
 DEFAULT_MAX_CONNECTIONS = 64
+#: Idle connections parked without a thread; past it the oldest is closed.
+DEFAULT_MAX_IDLE_CONNECTIONS = 512
 #: Seconds a client is told to wait after a 503.
 DEFAULT_RETRY_AFTER_S = 1
 #: SIGTERM: in-flight requests get this long to finish.
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
 _LISTEN_BACKLOG = 256
 _REJECT_QUEUE = 128
+_ACCEPT_BATCH = 64
 _REJECT_LINGER_S = 0.5
 
 
@@ -99,6 +109,7 @@ class ServerConfig:
     max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_idle_connections: int = DEFAULT_MAX_IDLE_CONNECTIONS
     limits: Limits = attrs.field(factory=Limits)
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     stall_limit_ns: int = DEFAULT_STALL_LIMIT_NS
@@ -128,64 +139,46 @@ class _Stoppable(Protocol):
 PeerMonitorFactory = Callable[["PeerSyncServer"], _Stoppable]
 
 
-class _Registry:
-    """The connection slots; one lock guards every connection's idle flag."""
+class _Workers:
+    """Worker threads, started on demand up to ``cap`` and reused: a connection
+    with a request in flight holds one; an idle connection holds none."""
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
         self._lock = threading.Lock()
-        self._conns: dict[Connection, threading.Thread | None] = {}
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._idle = 0
+        self._threads: list[threading.Thread] = []
 
-    def admit(self, conn: Connection) -> tuple[bool, list[Connection]]:
+    def submit(self, job: Callable[[], None]) -> None:
         with self._lock:
-            live = [c for c in self._conns if not c.evicted]
-            victims: list[Connection] = []
-            if len(live) >= self._cap:
-                idle = [c for c in live if c.idle]
-                if not idle:
-                    return False, []
-                victim = min(idle, key=lambda c: c.last_active)
-                victim.evicted = True
-                victims.append(victim)
-            self._conns[conn] = None
-            return True, victims
+            if self._idle == 0 and len(self._threads) < self._cap:
+                thread = threading.Thread(
+                    target=self._run, args=(job,), name="peersync-conn", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+                return
+            self._idle = max(0, self._idle - 1)
+        self._jobs.put(job)
 
-    def attach(self, conn: Connection, thread: threading.Thread) -> None:
-        with self._lock:
-            if conn in self._conns:
-                self._conns[conn] = thread
+    def _run(self, job: Callable[[], None] | None) -> None:
+        while job is not None:
+            try:
+                job()
+            except Exception:
+                _log.exception("worker job failed")
+            with self._lock:
+                self._idle += 1
+            job = self._jobs.get()
 
-    def busy(self, conn: Connection) -> bool:
+    def stop(self) -> None:
         with self._lock:
-            if conn.evicted:
-                return False
-            conn.idle = False
-            conn.last_active = time.monotonic()
-            return True
-
-    def idle(self, conn: Connection) -> None:
-        with self._lock:
-            conn.idle = True
-            conn.last_active = time.monotonic()
-
-    def remove(self, conn: Connection) -> None:
-        with self._lock:
-            self._conns.pop(conn, None)
-
-    def evict_idle(self) -> list[Connection]:
-        with self._lock:
-            victims = [c for c in self._conns if c.idle and not c.evicted]
-            for c in victims:
-                c.evicted = True
-            return victims
-
-    def all(self) -> list[tuple[Connection, threading.Thread | None]]:
-        with self._lock:
-            return list(self._conns.items())
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(1 for c in self._conns if not c.evicted)
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.join(timeout=1.0)
 
 
 class PeerSyncServer:
@@ -211,7 +204,13 @@ class PeerSyncServer:
         self._peer_monitor_factory = peer_monitor
         self._peer_monitor: _Stoppable | None = None
         self._clock = Clock()
-        self._registry = _Registry(config.max_connections)
+        self._workers = _Workers(config.max_connections)
+        self._lock = threading.Lock()
+        self._busy_changed = threading.Condition(self._lock)
+        self._busy: set[Connection] = set()
+        self._inbox: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        self._reactor_done = False
+        self._parked_count = 0
         self._decoder = DecoderPool(config.decoder_workers)
         self._driver: EngineDriver | None = None
         self._listener: socket.socket | None = None
@@ -248,7 +247,14 @@ class PeerSyncServer:
 
     @property
     def connection_count(self) -> int:
-        return self._registry.count()
+        """Open connections: with a request in flight, or parked idle."""
+        with self._lock:
+            return len(self._busy) + self._parked_count
+
+    @property
+    def busy_count(self) -> int:
+        with self._lock:
+            return len(self._busy)
 
     # -- start -----------------------------------------------------------------------
 
@@ -284,6 +290,12 @@ class PeerSyncServer:
         _log.info("engine %s serving on %s", cfg.label, self.url)
         return self._port
 
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the snapshot decoder's worker process is up, so the first
+        apply does not compete with a process start (the CLI does this before
+        it prints ``listening on``)."""
+        return self._decoder.wait_warm(timeout)
+
     def _start_peer_monitor(self) -> None:
         """Hook for the failover issue: ``--peer URL`` / ``--failover``."""
         if self._peer_monitor_factory is None:
@@ -311,53 +323,132 @@ class PeerSyncServer:
     # -- accepting --------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
+        """The reactor: accepts, parks idle connections (no thread each), hands
+        a connection to a worker when it speaks, and closes idle ones at their
+        deadline or when too many are parked (oldest first)."""
         assert self._listener is not None
         listener = self._listener
+        listener.setblocking(False)
+        limits = self.config.limits
+        parked: OrderedDict[Connection, float] = OrderedDict()  # conn -> deadline
+        deadlines: list[tuple[float, int, Connection]] = []
+        counter = itertools.count()
         with selectors.DefaultSelector() as sel:
             sel.register(listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
+
+            def park(conn: Connection, now: float) -> None:
+                deadline = now + limits.idle_timeout_s
+                try:
+                    sel.register(conn.sock, selectors.EVENT_READ, conn)
+                except (ValueError, OSError):  # closed under us
+                    conn.close()
+                    return
+                parked[conn] = deadline
+                heapq.heappush(deadlines, (deadline, next(counter), conn))
+                while len(parked) > self.config.max_idle_connections:
+                    oldest, _ = parked.popitem(last=False)
+                    sel.unregister(oldest.sock)
+                    oldest.close()
+
+            def unpark(conn: Connection) -> None:
+                del parked[conn]
+                sel.unregister(conn.sock)
+
             while not self._draining:
-                for key, _ in sel.select():
-                    if key.fileobj is self._wake_r:
-                        return
+                now = time.monotonic()
+                while deadlines and (
+                    deadlines[0][2] not in parked or parked[deadlines[0][2]] != deadlines[0][0]
+                ):
+                    heapq.heappop(deadlines)  # stale entry
+                if deadlines and deadlines[0][0] <= now:
+                    _, _, conn = heapq.heappop(deadlines)
+                    unpark(conn)
+                    conn.close()  # idle past its deadline: close silently
+                    self._parked_count = len(parked)
+                    continue
+                timeout = deadlines[0][0] - now if deadlines else None
+                for key, _ in sel.select(timeout):
+                    if key.fileobj is listener:
+                        for conn in self._accept_some(listener):
+                            park(conn, time.monotonic())
+                    elif key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                    else:
+                        conn = key.data
+                        unpark(conn)
+                        self._dispatch(conn)
+                while True:
                     try:
-                        sock, addr = listener.accept()
-                    except OSError as exc:  # EMFILE and friends: back off briefly
-                        _log.warning("accept failed: %s", exc)
-                        time.sleep(0.05)
-                        continue
-                    self._admit(sock, addr)
+                        conn = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    park(conn, time.monotonic())
+                with self._lock:
+                    self._parked_count = len(parked)
+            with self._lock:
+                self._reactor_done = True
+                self._parked_count = 0
+            for conn in parked:
+                conn.close()
+            while True:
+                try:
+                    self._inbox.get_nowait().close()
+                except queue.Empty:
+                    break
 
-    def _admit(self, sock: socket.socket, addr: tuple[Any, ...]) -> None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(
-            sock,
-            f"{addr[0]}:{addr[1]}",
-            driver=self.driver,
-            decoder=self._decoder,
-            limits=self.config.limits,
-            on_busy=self._registry.busy,
-            on_idle=self._registry.idle,
-            draining=lambda: self._draining,
-        )
-        ok, victims = self._registry.admit(conn)
-        for victim in victims:
-            victim.evict()
-        if not ok:
-            self._reject(sock)
+    def _accept_some(self, listener: socket.socket) -> list[Connection]:
+        accepted = []
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:  # EMFILE and friends: back off briefly
+                _log.warning("accept failed: %s", exc)
+                time.sleep(0.05)
+                break
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            accepted.append(
+                Connection(
+                    sock,
+                    f"{addr[0]}:{addr[1]}",
+                    driver=self.driver,
+                    decoder=self._decoder,
+                    limits=self.config.limits,
+                    draining=lambda: self._draining,
+                )
+            )
+        return accepted
+
+    def _dispatch(self, conn: Connection) -> None:
+        """A parked connection spoke: a worker serves it, or 503 when all are busy."""
+        with self._lock:
+            if len(self._busy) >= self.config.max_connections:
+                full = True
+            else:
+                full = False
+                self._busy.add(conn)
+        if full:
+            self._reject(conn.sock)
             return
-        thread = threading.Thread(
-            target=self._run_connection, args=(conn,), name="peersync-conn", daemon=True
-        )
-        self._registry.attach(conn, thread)
-        thread.start()
+        self._workers.submit(lambda: self._work(conn))
 
-    def _run_connection(self, conn: Connection) -> None:
-        try:
-            conn.run()
-        finally:
-            self._registry.remove(conn)
+    def _work(self, conn: Connection) -> None:
+        keep = conn.serve_ready()  # closes the connection itself when False
+        with self._lock:
+            self._busy.discard(conn)
+            self._busy_changed.notify_all()
+            park = keep and not self._reactor_done and not self._draining
+            if park:
+                self._inbox.put(conn)
+        if park:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"w")
+        elif keep:
+            conn.close()
 
     def _reject(self, sock: socket.socket) -> None:
         """503 from the accept loop itself; the linger happens elsewhere."""
@@ -404,19 +495,18 @@ class PeerSyncServer:
             self._accept_thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
-        for conn in self._registry.evict_idle():
-            conn.evict()
         deadline = time.monotonic() + self.config.shutdown_grace_s
-        for _conn, thread in self._registry.all():
-            if thread is not None:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        leftovers = self._registry.all()
-        for conn, _thread in leftovers:
-            conn.evicted = True
-            conn.evict()
-        for _conn, thread in leftovers:
-            if thread is not None:
-                thread.join(timeout=1.0)
+        with self._busy_changed:
+            while self._busy and (remaining := deadline - time.monotonic()) > 0:
+                self._busy_changed.wait(remaining)
+            leftovers = list(self._busy)
+        for conn in leftovers:
+            conn.abort()
+        with self._busy_changed:
+            end = time.monotonic() + 1.0
+            while self._busy and (remaining := end - time.monotonic()) > 0:
+                self._busy_changed.wait(remaining)
+        self._workers.stop()
         if self._peer_monitor is not None:
             self._peer_monitor.stop()
         if self._driver is not None:

@@ -193,6 +193,7 @@ def test_help_lists_every_flag() -> None:
         "--max-snapshot-bytes", "--max-connections", "--log-format", "--log-level",
         "--max-header-bytes", "--max-header-fields", "--header-timeout", "--body-timeout",
         "--send-timeout", "--idle-timeout", "--max-requests-per-connection",
+        "--max-idle-connections",
     ):  # fmt: skip
         assert flag in out
 

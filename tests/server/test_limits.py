@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import socket
 import time
 
 from conftest import ServerFactory
 from srv_util import (
     AUTH,
+    make_state,
     one_response,
     raw_exchange,
     read_until_close,
     request,
+    snapshot_body,
     split_responses,
 )
 
@@ -104,18 +109,28 @@ def test_body_not_finished_by_the_body_deadline_gets_408(make_server: ServerFact
 def test_reader_that_stops_reading_is_cut_off_at_the_send_deadline(
     make_server: ServerFactory,
 ) -> None:
-    server = make_server(limits=Limits(send_timeout_s=0.3, max_requests_per_connection=100_000))
+    server = make_server(limits=Limits(send_timeout_s=0.3))
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/api/sync/reconcile-lock", headers=AUTH)
+    lock_id = json.loads(conn.getresponse().read())["lockId"]
+    conn.request(
+        "PUT",
+        "/api/sync/state",
+        body=snapshot_body(make_state(12_000_000)),
+        headers={**AUTH, "Content-Type": "application/json", "X-Reconcile-Lock-Id": lock_id},
+    )
+    assert conn.getresponse().status == 200
+    conn.close()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     try:
-        # Many pipelined requests, never read: the server's writes fill the
-        # socket buffers and the send deadline must end the connection.
-        sock.sendall(HEALTH.replace(b"Connection: close\r\n", b"") * 3000)
-        deadline = time.monotonic() + 5
-        while server.connection_count and time.monotonic() < deadline:
+        sock.sendall(request("GET", "/api/sync/state", headers=AUTH))  # and never read
+        started = time.monotonic()
+        while server.connection_count and time.monotonic() - started < 5:
             time.sleep(0.05)
         assert server.connection_count == 0
+        assert time.monotonic() - started < 3
     finally:
         sock.close()
 
@@ -324,17 +339,40 @@ def test_accept_loop_answers_503_when_every_slot_is_busy(make_server: ServerFact
             sock.close()
 
 
-def test_idle_connections_are_closed_first_when_slots_run_short(
+def test_idle_connections_hold_no_worker_so_the_busy_cap_still_serves(
     make_server: ServerFactory,
 ) -> None:
     server = make_server(max_connections=2)
-    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(2)]
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(20)]
     try:
-        time.sleep(0.2)
-        status, _, body = one_response(raw_exchange(server.port, HEALTH))
-        assert status == 200 and body["status"] == "ok"
-        closed = [read_until_close(s, 0.5) == b"" for s in idle]
-        assert closed.count(True) >= 1
+        for _ in range(3):
+            status, _, body = one_response(raw_exchange(server.port, HEALTH))
+            assert status == 200 and body["status"] == "ok"
+        deadline = time.monotonic() + 2
+        while server.busy_count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.busy_count == 0  # the 20 idle ones hold no worker
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_oldest_idle_connection_is_closed_first_past_the_idle_cap(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(max_idle_connections=3)
+    idle = []
+    try:
+        for _ in range(4):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+            time.sleep(0.05)
+        assert read_until_close(idle[0], 2) == b""  # the oldest went first
+        for sock in idle[1:]:
+            sock.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):  # still open, as it should be
+                assert sock.recv(1) != b""
+        status, _, _ = one_response(raw_exchange(server.port, HEALTH))
+        assert status == 200
     finally:
         for sock in idle:
             sock.close()
