@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 
 from peersync_proto._errors import LocalProtocolError
@@ -621,3 +622,14 @@ def test_reconciler_events_refuse_bad_values_from_the_host() -> None:
         CallAnswered(now=-1, call_id=1, status=200, body=b"")
     with pytest.raises(LocalProtocolError, match="call_id"):
         CallFailed(now=0, call_id=1.5)  # type: ignore[arg-type]
+
+
+def test_every_move_missing_from_the_table_is_an_error_not_a_no_op() -> None:
+    rec = Reconciler(ReconcilerConfig(), entropy=ZERO)
+    view = rec.view()
+    for state in ReconcileState:
+        for what in ReconcileInput:
+            if (state, what) in RECONCILE_TRANSITIONS:
+                continue
+            with pytest.raises(LocalProtocolError, match="no move"):
+                rec._move(attrs.evolve(view, state=state), what, [])
