@@ -65,6 +65,7 @@ class _Layout:
     members: int  #: colons outside strings: member count of all objects
     compact: bool  #: no whitespace between tokens (before and after the value aside)
     too_deep: bool  #: brackets nest deeper than the limit
+    unbalanced: bool  #: brackets do not pair up: not JSON
 
 
 def _layout(body: bytes, max_depth: int) -> _Layout:
@@ -78,8 +79,8 @@ def _layout(body: bytes, max_depth: int) -> _Layout:
     them, so the quotes left still pair up; splitting on them keeps the text
     outside strings. Depth: each pass of ``replace("()", "")`` removes every
     innermost pair, so a body of depth ``d`` is empty after exactly ``d``
-    passes. The result is exact for any text that parses; for other text it
-    may call it too deep, which is refused all the same.
+    passes. The result is exact for any text that parses; other text may be
+    called too deep or unbalanced, which is refused all the same.
     """
     if b"\\" in body:
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
@@ -91,10 +92,12 @@ def _layout(body: bytes, max_depth: int) -> _Layout:
         if not nest:
             break
         nest = nest.replace(b"()", b"")
+    unbalanced = nest.count(b"(") != nest.count(b")")
     return _Layout(
         members=marks.count(b":"),
         compact=b" " not in marks.strip(),
-        too_deep=bool(nest),
+        too_deep=bool(nest) and not unbalanced,
+        unbalanced=unbalanced,
     )
 
 
@@ -120,6 +123,8 @@ def prepare(body: bytes, max_depth: int) -> Source:
     except UnicodeDecodeError as exc:
         raise invalid_json_error(f"body is not UTF-8 (byte {exc.start})") from None
     layout = _layout(body, max_depth)
+    if layout.unbalanced:
+        raise invalid_json_error("not JSON: brackets do not pair up")
     if layout.too_deep:
         raise invalid_json_error(f"JSON nests deeper than {max_depth} levels")
     return Source(
@@ -201,8 +206,6 @@ def check_utf8(value: Any, default: Callable[[Any], Any] | None = None) -> None:
 
 def parse_guard(exc: ValueError | RecursionError) -> RemoteProtocolError:
     """The error for whatever :mod:`json` raised while parsing."""
-    if isinstance(exc, json.JSONDecodeError):
-        return invalid_json_error(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
     return invalid_json_error(f"not JSON: {exc}")
 
 
