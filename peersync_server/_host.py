@@ -36,14 +36,15 @@ from typing import Any, Protocol
 
 import attrs
 
-from peersync_proto._config import Floors
-from peersync_proto._outputs import (
+from peersync_proto import (
     BecomeLeader,
+    DecodedSnapshot,
     Effect,
+    Floors,
     FloorsRaised,
+    Role,
     StepDown,
 )
-from peersync_proto._values import INT64_MAX, DecodedSnapshot, Role
 
 from ._clock import Clock
 
@@ -62,6 +63,7 @@ _log = logging.getLogger("peersync.server.host")
 #: inside the core's 500 ms stall limit, so ``stalled`` means the loop froze.
 DEFAULT_HEARTBEAT_INTERVAL_S = 0.1
 _FORMAT_VERSION = 1
+_INT64_MAX = 2**63 - 1
 _META = "engine.json"
 _STATE_RE = re.compile(r"^state-([0-9a-f]{64})\.json$")
 #: The canonical form of an empty engine document.
@@ -179,7 +181,7 @@ class _Doc:
             raise ValueError("unknown formatVersion")
         ints = ("epoch", "fencingToken", "lastCommandSeq", "lastExecutedSeq")
         for key in ints:
-            if type(obj.get(key)) is not int or not 0 <= obj[key] <= INT64_MAX:
+            if type(obj.get(key)) is not int or not 0 <= obj[key] <= _INT64_MAX:
                 raise ValueError(f"bad {key}")
         for key in ("label", "role", "programSource", "previewSource"):
             if not isinstance(obj.get(key), str):

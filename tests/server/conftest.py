@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from srv_util import SECRET, TOKEN
 
-from peersync_server._server import PeerSyncServer, ServerConfig
+from peersync_server import PeerSyncServer, ServerConfig
 
 ServerFactory = Callable[..., PeerSyncServer]
 
