@@ -9,7 +9,8 @@ Held locks are refreshed every TTL/3. A 409 on acquire releases what is held
 and retries after a jittered back-off, within ``max_attempts`` rounds. A lock
 found lost (404 on refresh, or its TTL run out by our own conservative
 clock) aborts at the next step boundary, never later than just before the PUT.
-Every path releases every lock acquired. The table below is the spec.
+Every path releases every lock acquired. The table in ``_reconcile_table``
+is the spec; the configuration and its defaults are in ``_reconcile_config``.
 
 Usable from an engine (the winner of a split brain reconciles itself and its
 peer) or from a control plane: the machine only names engines by label.
@@ -23,10 +24,11 @@ import re
 
 import attrs
 
-from ._config import DEFAULT_LOCK_TTL_MS, MAX_LOCK_TTL_MS, MAX_OWNER_CHARS, MIN_LOCK_TTL_MS, Entropy
+from ._config import Entropy
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Tick
 from ._peer_health import PeerHealth, parse_peer_health
+from ._reconcile_config import ReconcilerConfig
 from ._reconcile_events import (
     LOCK_PATH,
     AbandonCall,
@@ -38,110 +40,22 @@ from ._reconcile_events import (
     ReconcileOutput,
     ReconcileStep,
 )
+from ._reconcile_table import RECONCILE_TRANSITIONS, ReconcileInput, ReconcileState
 from ._values import INT64_MAX
 from ._winner import pick_winner
 
 __all__ = [
-    "DEFAULT_BACKOFF_BASE_NS",
-    "DEFAULT_BACKOFF_CAP_NS",
-    "DEFAULT_CALL_TIMEOUT_NS",
-    "DEFAULT_MAX_ATTEMPTS",
-    "DEFAULT_RECONCILE_OWNER",
-    "DEFAULT_TRANSFER_TIMEOUT_NS",
-    "RECONCILE_TRANSITIONS",
     "HeldLock",
     "PendingCall",
     "Purpose",
     "ReconcileEvent",
-    "ReconcileInput",
-    "ReconcileState",
     "Reconciler",
-    "ReconcilerConfig",
     "ReconcilerView",
 ]
 
 _MS = 1_000_000
-
-#: Who the lock status shows as holder while we reconcile.
-DEFAULT_RECONCILE_OWNER = "peersync-reconciler"
-#: Five rounds: two reconcilers racing for the same pair settle within two or
-#: three rounds; five leaves room for a third party, and ends within ~3 s.
-DEFAULT_MAX_ATTEMPTS = 5
-#: First back-off 100 ms (a lock round trip on a LAN is well under that),
-#: doubling per round, capped at 2 s; each delay is drawn in [d/2, d].
-DEFAULT_BACKOFF_BASE_NS = 100 * _MS
-DEFAULT_BACKOFF_CAP_NS = 2_000 * _MS
-#: A lock or health call that has not answered in 5 s will not: abandon it.
-DEFAULT_CALL_TIMEOUT_NS = 5_000 * _MS
-#: A snapshot GET or PUT moves up to 64 MiB: allow 60 s.
-DEFAULT_TRANSFER_TIMEOUT_NS = 60_000 * _MS
-
 _LOCK_ID = re.compile(r"[0-9a-f]{32}")
 _JSON = ((b"content-type", b"application/json"),)
-
-
-class ReconcileState(enum.Enum):
-    IDLE = "idle"
-    ACQUIRING_FIRST = "acquiring_first"  #: lock on the lower label (a)
-    ACQUIRING_SECOND = "acquiring_second"
-    READING_FIRST = "reading_first"  #: health, under both locks
-    READING_SECOND = "reading_second"
-    FETCHING = "fetching"  #: GET the winner's snapshot
-    APPLYING = "applying"  #: PUT it to the loser
-    RELEASING_SECOND = "releasing_second"
-    RELEASING_FIRST = "releasing_first"
-    BACKING_OFF = "backing_off"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class ReconcileInput(enum.Enum):
-    START = "start"
-    GRANTED = "granted"  #: 200 on acquire
-    BUSY = "busy"  #: 409 on acquire, rounds left
-    BUSY_SPENT = "busy_spent"  #: 409 on acquire, the budget spent
-    OK = "ok"  #: the step's call answered as it should
-    ERROR = "error"  #: it did not (failed, timed out, unexpected answer)
-    LOST = "lost"  #: a held lock was lost before this step's end
-    RELEASED = "released"  #: a release finished (answered or not)
-    RELEASED_RETRY = "released_retry"  #: the last release, then back off
-    RELEASED_SUCCEED = "released_succeed"
-    RELEASED_FAIL = "released_fail"
-    WAKE = "wake"  #: the back-off ran out
-
-
-_S, _I = ReconcileState, ReconcileInput
-
-#: The reconciler's legal moves; anything else raises LocalProtocolError.
-RECONCILE_TRANSITIONS: dict[tuple[ReconcileState, ReconcileInput], ReconcileState] = {
-    (_S.IDLE, _I.START): _S.ACQUIRING_FIRST,
-    (_S.ACQUIRING_FIRST, _I.GRANTED): _S.ACQUIRING_SECOND,
-    (_S.ACQUIRING_FIRST, _I.BUSY): _S.BACKING_OFF,
-    (_S.ACQUIRING_FIRST, _I.BUSY_SPENT): _S.FAILED,
-    (_S.ACQUIRING_FIRST, _I.ERROR): _S.FAILED,
-    (_S.ACQUIRING_SECOND, _I.GRANTED): _S.READING_FIRST,
-    (_S.ACQUIRING_SECOND, _I.BUSY): _S.RELEASING_FIRST,
-    (_S.ACQUIRING_SECOND, _I.BUSY_SPENT): _S.RELEASING_FIRST,
-    (_S.ACQUIRING_SECOND, _I.ERROR): _S.RELEASING_FIRST,
-    (_S.ACQUIRING_SECOND, _I.LOST): _S.RELEASING_SECOND,
-    (_S.READING_FIRST, _I.OK): _S.READING_SECOND,
-    (_S.READING_FIRST, _I.ERROR): _S.RELEASING_SECOND,
-    (_S.READING_FIRST, _I.LOST): _S.RELEASING_SECOND,
-    (_S.READING_SECOND, _I.OK): _S.FETCHING,
-    (_S.READING_SECOND, _I.ERROR): _S.RELEASING_SECOND,
-    (_S.READING_SECOND, _I.LOST): _S.RELEASING_SECOND,
-    (_S.FETCHING, _I.OK): _S.APPLYING,
-    (_S.FETCHING, _I.ERROR): _S.RELEASING_SECOND,
-    (_S.FETCHING, _I.LOST): _S.RELEASING_SECOND,
-    (_S.APPLYING, _I.OK): _S.RELEASING_SECOND,
-    (_S.APPLYING, _I.ERROR): _S.RELEASING_SECOND,
-    (_S.RELEASING_SECOND, _I.RELEASED): _S.RELEASING_FIRST,
-    (_S.RELEASING_FIRST, _I.RELEASED_RETRY): _S.BACKING_OFF,
-    (_S.RELEASING_FIRST, _I.RELEASED_SUCCEED): _S.SUCCEEDED,
-    (_S.RELEASING_FIRST, _I.RELEASED_FAIL): _S.FAILED,
-    (_S.BACKING_OFF, _I.WAKE): _S.ACQUIRING_FIRST,
-}
-del _S, _I
 
 
 class Purpose(enum.Enum):
@@ -151,52 +65,6 @@ class Purpose(enum.Enum):
     APPLY = "apply"
     RELEASE = "release"
     REFRESH = "refresh"
-
-
-def _positive(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if type(value) is not int or not 0 < value <= INT64_MAX:
-        raise LocalProtocolError(f"{attribute.name} must be a positive int, got {value!r}")
-
-
-def _owner(_inst: object, _attr: object, value: str) -> None:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_OWNER_CHARS:
-        raise LocalProtocolError(f"owner must be 1..{MAX_OWNER_CHARS} characters, got {value!r}")
-
-
-def _ttl(_inst: object, _attr: object, value: int) -> None:
-    if type(value) is not int or not MIN_LOCK_TTL_MS <= value <= MAX_LOCK_TTL_MS:
-        raise LocalProtocolError(
-            f"ttl_ms must be {MIN_LOCK_TTL_MS}..{MAX_LOCK_TTL_MS}, got {value!r}"
-        )
-
-
-def _engines(_inst: object, _attr: object, value: tuple[str, str]) -> None:
-    ok = isinstance(value, tuple) and len(value) == 2
-    if not ok or not all(isinstance(x, str) and x for x in value) or value[0] >= value[1]:
-        raise LocalProtocolError(f"engines must be two labels in ascending order, got {value!r}")
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class ReconcilerConfig:
-    """``engines`` are the two labels in lock order (ascending, ``("a",
-    "b")``); the host maps each to a URL."""
-
-    engines: tuple[str, str] = attrs.field(default=("a", "b"), validator=_engines)
-    owner: str = attrs.field(default=DEFAULT_RECONCILE_OWNER, validator=_owner)
-    ttl_ms: int = attrs.field(default=DEFAULT_LOCK_TTL_MS, validator=_ttl)
-    max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_positive)
-    backoff_base_ns: int = attrs.field(default=DEFAULT_BACKOFF_BASE_NS, validator=_positive)
-    backoff_cap_ns: int = attrs.field(default=DEFAULT_BACKOFF_CAP_NS, validator=_positive)
-    call_timeout_ns: int = attrs.field(default=DEFAULT_CALL_TIMEOUT_NS, validator=_positive)
-    transfer_timeout_ns: int = attrs.field(default=DEFAULT_TRANSFER_TIMEOUT_NS, validator=_positive)
-
-    @property
-    def ttl_ns(self) -> int:
-        return self.ttl_ms * _MS
-
-    @property
-    def refresh_every_ns(self) -> int:
-        return self.ttl_ns // 3
 
 
 @attrs.frozen(kw_only=True, slots=True)

@@ -10,6 +10,11 @@ import pytest
 
 from peersync_proto._errors import LocalProtocolError
 from peersync_proto._events import Tick
+from peersync_proto._reconcile_config import (
+    DEFAULT_BACKOFF_BASE_NS,
+    DEFAULT_CALL_TIMEOUT_NS,
+    ReconcilerConfig,
+)
 from peersync_proto._reconcile_events import (
     AbandonCall,
     Call,
@@ -19,15 +24,8 @@ from peersync_proto._reconcile_events import (
     ReconcileFailed,
     ReconcileStep,
 )
-from peersync_proto._reconciler import (
-    DEFAULT_BACKOFF_BASE_NS,
-    DEFAULT_CALL_TIMEOUT_NS,
-    RECONCILE_TRANSITIONS,
-    ReconcileInput,
-    Reconciler,
-    ReconcilerConfig,
-    ReconcileState,
-)
+from peersync_proto._reconcile_table import RECONCILE_TRANSITIONS, ReconcileInput, ReconcileState
+from peersync_proto._reconciler import Reconciler
 from tests.test_reconciler_fakes import LOCK, MS, FakeEngine, Host, pair
 
 ZERO = lambda n: bytes(n)  # noqa: E731 - jitter at its minimum

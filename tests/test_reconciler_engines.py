@@ -17,6 +17,7 @@ from peersync_proto._events import (
     Tick,
 )
 from peersync_proto._outputs import ApplySnapshot, CaptureSnapshot, Output, Response, StepDown
+from peersync_proto._reconcile_config import ReconcilerConfig
 from peersync_proto._reconcile_events import (
     Call,
     CallAnswered,
@@ -24,7 +25,7 @@ from peersync_proto._reconcile_events import (
     ReconcileFailed,
     ReconcileOutput,
 )
-from peersync_proto._reconciler import Reconciler, ReconcilerConfig
+from peersync_proto._reconciler import Reconciler
 from peersync_proto._values import Cause, Role
 
 MS = 1_000_000

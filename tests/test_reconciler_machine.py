@@ -19,6 +19,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from peersync_proto._reconcile_config import ReconcilerConfig
 from peersync_proto._reconcile_events import (
     Call,
     CallAnswered,
@@ -26,7 +27,7 @@ from peersync_proto._reconcile_events import (
     Reconciled,
     ReconcileOutput,
 )
-from peersync_proto._reconciler import Reconciler, ReconcilerConfig
+from peersync_proto._reconciler import Reconciler
 from peersync_proto._winner import Standing, pick_winner
 from tests.test_reconciler_fakes import LOCK, MS, Host, pair
 
