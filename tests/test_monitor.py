@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import attrs
@@ -577,3 +578,35 @@ def test_monitor_events_refuse_bad_values_from_the_host() -> None:
         ProbeFailed(now=0, probe_id=1, failure="refused")  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError, match="epoch"):
         OwnStanding(label="b", role=Role.LEADER, epoch=-1, last_command_seq=0)
+
+
+def test_answers_jittered_up_to_just_under_the_deadline_never_cause_a_takeover() -> None:
+    rng = random.Random(20)
+    d = Drive()
+    for _ in range(2_000):
+        out = d.answer(after=rng.randrange(0, DEFAULT_PROBE_DEADLINE_NS))
+        assert of(PeerDown, out) == [] and of(Promote, out) == []
+    assert d.mon.state is PeerState.UP
+
+
+def test_a_crash_at_any_phase_of_the_period_is_detected_within_300_ms() -> None:
+    worst = 0
+    for phase_ms in range(0, 200, 7):
+        d = Drive()
+        d.answer()
+        crash = d.sent[-1].deadline - DEFAULT_PROBE_DEADLINE_NS + phase_ms * MS
+        while True:
+            p = d.probe()
+            if d.now < crash:  # still alive: it answers
+                d._feed(
+                    ProbeAnswered(now=d.now + MS, probe_id=p.probe_id, status=200, body=health())
+                )
+                continue
+            out = d._feed(
+                ProbeFailed(now=d.now + MS, probe_id=p.probe_id, failure=ProbeFailure.REFUSED)
+            )
+            if of(Promote, out):
+                break
+        worst = max(worst, d.now - crash)
+    # one period + two 50 ms retries + 1 ms per refusal on loopback
+    assert worst <= PERIOD + 2 * DEFAULT_REFUSED_RETRY_NS + 3 * MS
