@@ -34,7 +34,8 @@ class ReconcileInput(enum.Enum):
     OK = "ok"  #: the step's call answered as it should
     ERROR = "error"  #: it did not (failed, timed out, unexpected answer)
     LOST = "lost"  #: a held lock was lost before this step's end
-    RELEASED = "released"  #: a release finished (answered or not)
+    RELEASED = "released"  #: a release answered (200, or 404: gone), or failed twice
+    RELEASE_AGAIN = "release_again"  #: a first release got no answer: send it once more
     RELEASED_RETRY = "released_retry"  #: the last release, then back off
     RELEASED_SUCCEED = "released_succeed"
     RELEASED_FAIL = "released_fail"
@@ -67,6 +68,8 @@ RECONCILE_TRANSITIONS: dict[tuple[ReconcileState, ReconcileInput], ReconcileStat
     (_S.APPLYING, _I.OK): _S.RELEASING_SECOND,
     (_S.APPLYING, _I.ERROR): _S.RELEASING_SECOND,
     (_S.RELEASING_SECOND, _I.RELEASED): _S.RELEASING_FIRST,
+    (_S.RELEASING_SECOND, _I.RELEASE_AGAIN): _S.RELEASING_SECOND,
+    (_S.RELEASING_FIRST, _I.RELEASE_AGAIN): _S.RELEASING_FIRST,
     (_S.RELEASING_FIRST, _I.RELEASED_RETRY): _S.BACKING_OFF,
     (_S.RELEASING_FIRST, _I.RELEASED_SUCCEED): _S.SUCCEEDED,
     (_S.RELEASING_FIRST, _I.RELEASED_FAIL): _S.FAILED,

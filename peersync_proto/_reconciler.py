@@ -56,6 +56,9 @@ __all__ = [
 _MS = 1_000_000
 _LOCK_ID = re.compile(r"[0-9a-f]{32}")
 _JSON = ((b"content-type", b"application/json"),)
+#: A release that got no answer (refused, reset, timed out) is sent once more:
+#: a lock left behind blocks every reconciler of the pair until its TTL ends.
+_RELEASE_TRIES = 2
 
 
 class Purpose(enum.Enum):
@@ -81,6 +84,7 @@ class HeldLock:
     refresh_call: int = 0  #: a refresh in flight, or 0
     lost: bool = False
     released: bool = False  #: its release was sent
+    release_tries: int = 0
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -269,9 +273,10 @@ class Reconciler:
             )
         if state in (St.RELEASING_SECOND, St.RELEASING_FIRST):
             lock = _lock_of(v, second if state is St.RELEASING_SECOND else first)
-            v = _with_lock(v, attrs.evolve(lock, released=True))
-            path = LOCK_PATH + lock.lock_id
-            return self._step(v, out, Purpose.RELEASE, lock.label, "DELETE", path)
+            tries = lock.release_tries + 1
+            v = _with_lock(v, attrs.evolve(lock, released=True, release_tries=tries))
+            path, detail = LOCK_PATH + lock.lock_id, "" if tries == 1 else "once more"
+            return self._step(v, out, Purpose.RELEASE, lock.label, "DELETE", path, b"", detail)
         if state is St.BACKING_OFF:
             delay = self._backoff(v.attempts)
             out.append(ReconcileStep(step=state.value, target=None, detail=f"{delay} ns"))
@@ -392,6 +397,9 @@ class Reconciler:
         state = v.state
         lost = [lk.label for lk in v.locks if lk.lost or v.now >= lk.expires_est]
         if state in (St.RELEASING_SECOND, St.RELEASING_FIRST):
+            tries = _lock_of(v, r.call.target).release_tries
+            if r.status is None and tries < _RELEASE_TRIES:
+                return In.RELEASE_AGAIN, v
             if state is St.RELEASING_SECOND:
                 return In.RELEASED, v
             if v.goal is In.BUSY:

@@ -366,13 +366,41 @@ def test_an_apply_result_with_wrong_types_reports_the_winners_standing() -> None
     assert h.run() == Reconciled(winner="b", loser="a", epoch=6, seq=10)
 
 
-def test_a_failed_release_still_finishes_the_run() -> None:
+def test_a_release_without_an_answer_is_sent_once_more() -> None:
     engines = split_brain()
     h = _to_reading(engines)
     for _ in range(4):
         h.deliver(min(h.pending))
-    h.refuse(min(h.pending))  # release of b lost; its TTL will free it
+    first_try = h.pending[min(h.pending)]
+    assert (first_try.method, first_try.target) == ("DELETE", "b")
+    out = h.refuse(first_try.call_id)
+    [again] = [o for o in out if isinstance(o, Call)]
+    assert (again.method, again.path) == ("DELETE", first_try.path)
+    h.deliver(again.call_id)
+    assert not engines["b"].held(h.now)
     assert isinstance(h.run(), Reconciled)
+
+
+def test_a_release_failing_twice_is_left_to_the_ttl_and_the_run_finishes() -> None:
+    engines = split_brain()
+    h = _to_reading(engines)
+    for _ in range(4):
+        h.deliver(min(h.pending))
+    h.refuse(min(h.pending))
+    h.refuse(min(h.pending))
+    assert isinstance(h.run(), Reconciled)
+    assert [c.target for c in h.calls() if c.method == "DELETE"] == ["b", "b", "a"]
+    assert engines["b"].held(h.now) and not engines["a"].held(h.now)
+
+
+def test_a_release_answered_404_is_not_sent_again() -> None:
+    engines = split_brain()
+    h = _to_reading(engines)
+    for _ in range(4):
+        h.deliver(min(h.pending))
+    engines["b"].lock_id = None  # already gone: 404
+    assert isinstance(h.run(), Reconciled)
+    assert [c.target for c in h.calls() if c.method == "DELETE"] == ["b", "a"]
 
 
 # -- locks: refresh, loss ------------------------------------------------------
