@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import attrs
 import h11
 
-from peersync_proto._config import DEFAULT_MAX_SNAPSHOT_BYTES
+from peersync_proto import DEFAULT_MAX_SNAPSHOT_BYTES
 
 from ._client_errors import InvalidResponse, TransportError, error_from_answer
 from ._client_http import MAX_INTERIM_RESPONSES, HttpAnswer, HttpConnection

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from peersync_proto._values import INT64_MAX, INT64_MIN, ClockMode, ClockSync, Role
+from peersync_proto import ClockMode, ClockSync, Role
+from peersync_proto._values import INT64_MAX, INT64_MIN
 
 from ._client_errors import InvalidResponse
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fake_servers import checksum
 
-from peersync_proto._values import ClockMode, Role
+from peersync_proto import ClockMode, Role
 from peersync_server._connection import Limits
 from peersync_server._server import PeerSyncServer, ServerConfig
 from peersync_server.client import (

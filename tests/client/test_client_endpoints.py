@@ -8,7 +8,7 @@ import socket
 import pytest
 from fake_servers import SECRET, TOKEN, RawServer, StdlibEngine, answer, checksum
 
-from peersync_proto._values import ClockMode, ClockSync, Role
+from peersync_proto import ClockMode, ClockSync, Role
 from peersync_server.client import (
     AlreadyLeader,
     ApplyResult,
