@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit coverage bench sim fuzz clean
+.PHONY: test demo lint typecheck unit coverage bench-core sim fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ test: lint typecheck coverage
 demo: $(STAMP)
 	$(PY) -m peersync_server.demo
 
-bench: $(STAMP)
+bench-core: $(STAMP)
 	$(PY) bench/core.py
 
 clean:

@@ -7,7 +7,7 @@ refused request (any 4xx) leaves the engine exactly as it was.
 
 from __future__ import annotations
 
-from typing import Any, assert_never
+from typing import Any
 
 import attrs
 
@@ -24,6 +24,7 @@ from ._events import (
     Tick,
 )
 from ._lock import LockView, ReconcileLock
+from ._never import assert_never
 from ._outputs import (
     ApplySnapshot,
     BecomeLeader,
@@ -66,7 +67,7 @@ class HostView:
     last_executed_seq: int = 0
     last_executed_err: str = ""
     late_commands: int = 0
-    clock_sync: ClockSync = ClockSync()
+    clock_sync: ClockSync = attrs.field(factory=ClockSync)
     last_pong_sent_us: int = 0
 
 
@@ -338,7 +339,8 @@ class Engine:
             out.append(CaptureSnapshot(request_id=rid))
             return None
         if endpoint is Endpoint.APPLY_STATE:
-            return self._apply_state(req, out)
+            self._apply_state(req, out)
+            return None
         if endpoint is Endpoint.ACQUIRE_LOCK:
             return self._acquire(req, out)
         if endpoint is Endpoint.REFRESH_LOCK:
@@ -450,7 +452,6 @@ class Engine:
             )
         self._pending[req.request_id] = _PendingApply(snapshot=snap)
         out.append(ApplySnapshot(request_id=req.request_id, snapshot=snap))
-        return None
 
     def _acquire(self, req: Request, out: list[Output]) -> Response:
         owner, ttl_ms = parse_acquire(req.body)

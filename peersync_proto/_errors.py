@@ -53,7 +53,10 @@ class RemoteProtocolError(ProtocolError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Picklable, so a decoder running in a worker process can hand it back.
-        return (_rebuild_remote, (self.message, self.status, self.code, dict(self.extra), self.headers))
+        return (
+            _rebuild_remote,
+            (self.message, self.status, self.code, dict(self.extra), self.headers),
+        )
 
     def __repr__(self) -> str:
         return f"RemoteProtocolError({self.message!r}, status={self.status}, code={self.code!r})"

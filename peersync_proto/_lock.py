@@ -136,7 +136,7 @@ class ReconcileLock:
     def expire(self, now: int) -> LockExpired | None:
         """Free a lock whose time ran out; report it once."""
         grant = self._grant
-        if grant is None or now < grant.expires_at:
+        if grant is None or self._live(now) is not None:
             return None
         self._move(LockInput.EXPIRE)
         self._grant = None
@@ -177,7 +177,10 @@ class ReconcileLock:
         )
         self._grant = grant
         return LockGranted(
-            owner=owner, fencing_token=grant.fencing_token, ttl_ms=ttl_ms, expires_at=grant.expires_at
+            owner=owner,
+            fencing_token=grant.fencing_token,
+            ttl_ms=ttl_ms,
+            expires_at=grant.expires_at,
         )
 
     def refresh(self, now: int, *, lock_id: str, ttl_ms: int | None) -> LockRefreshed:

@@ -57,7 +57,9 @@ def _uint64(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
 class ClockSync:
     """The engine's clock discipline, as the host reports it (contract 3.3)."""
 
-    mode: ClockMode = attrs.field(default=ClockMode.UNKNOWN, validator=attrs.validators.instance_of(ClockMode))
+    mode: ClockMode = attrs.field(
+        default=ClockMode.UNKNOWN, validator=attrs.validators.instance_of(ClockMode)
+    )
     offset_ns: int = attrs.field(default=0, validator=_int64)
     jitter_ns: int = attrs.field(default=0, validator=_int64)
 

@@ -124,7 +124,11 @@ class _Run:
         for output in outputs:
             if isinstance(output, Response):
                 body = json.loads(output.body)
-                if output.status == 200 and "lockId" in body and body["lockId"] not in self.lock_ids:
+                if (
+                    output.status == 200
+                    and "lockId" in body
+                    and body["lockId"] not in self.lock_ids
+                ):
                     self.lock_ids.append(body["lockId"])
                 line = {"at": at, "status": output.status, "body": body}
             else:

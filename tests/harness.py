@@ -110,7 +110,14 @@ class Harness:
         hdrs += list((headers or {}).items())
         self.rid += 1
         outputs = self.engine.handle(
-            Request(now=self.now, request_id=self.rid, method=method, target=path, headers=hdrs, body=data)
+            Request(
+                now=self.now,
+                request_id=self.rid,
+                method=method,
+                target=path,
+                headers=hdrs,
+                body=data,
+            )
         )
         return self._finish(outputs)
 

@@ -9,8 +9,8 @@ import pytest
 from peersync_proto import (
     ApplySnapshot,
     BecomeLeader,
-    Cause,
     CaptureSnapshot,
+    Cause,
     ClockMode,
     ClockSync,
     FloorsRaised,
@@ -80,8 +80,18 @@ def test_query_string_is_ignored_for_routing() -> None:
 @pytest.mark.parametrize("method,path", BEARER_ENDPOINTS)
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Bearer ", "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN.upper()}",
-     f"Bearer {TOKEN}x", f"Bearer {TOKEN * 500}", TOKEN],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer wrong",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN.upper()}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN * 500}",
+        TOKEN,
+    ],
 )
 def test_bearer_endpoints_refuse_bad_tokens_with_www_authenticate(
     method: str, path: str, authorization: str | None
@@ -96,7 +106,9 @@ def test_bearer_endpoints_refuse_bad_tokens_with_www_authenticate(
 
 def test_bearer_scheme_is_case_insensitive_but_token_is_exact() -> None:
     h = Harness()
-    ans = h.call("GET", "/api/sync/health", auth=False, headers={"authorization": f"bEaReR {TOKEN}"})
+    ans = h.call(
+        "GET", "/api/sync/health", auth=False, headers={"authorization": f"bEaReR {TOKEN}"}
+    )
     assert ans.status == 200
 
 
@@ -110,7 +122,9 @@ def test_engine_without_token_refuses_bearer_endpoints() -> None:
     h = Harness(token=None)
     ans = h.call("GET", "/api/sync/health", auth=False)
     assert (ans.status, ans.code) == (401, "unauthorized")
-    assert Harness(token=None, no_auth=True).call("GET", "/api/sync/health", auth=False).status == 200
+    assert (
+        Harness(token=None, no_auth=True).call("GET", "/api/sync/health", auth=False).status == 200
+    )
 
 
 def test_api_token_does_not_open_force_leader() -> None:
@@ -124,7 +138,13 @@ def test_api_token_does_not_open_force_leader() -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "text/plain", "application/json; charset=latin-1", "application/xml", "application/json5"],
+    [
+        None,
+        "text/plain",
+        "application/json; charset=latin-1",
+        "application/xml",
+        "application/json5",
+    ],
 )
 def test_body_without_json_content_type_is_415(content_type: str | None) -> None:
     h = Harness()
@@ -134,11 +154,18 @@ def test_body_without_json_content_type_is_415(content_type: str | None) -> None
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/json", "Application/JSON", "application/json; charset=utf-8",
-                     'application/json;charset="UTF-8"']
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        'application/json;charset="UTF-8"',
+    ],
 )
 def test_json_content_type_variants_are_accepted(content_type: str) -> None:
-    ans = Harness().call("POST", "/api/sync/reconcile-lock", body={"owner": "x"}, content_type=content_type)
+    ans = Harness().call(
+        "POST", "/api/sync/reconcile-lock", body={"owner": "x"}, content_type=content_type
+    )
     assert ans.status == 200
 
 
@@ -168,7 +195,9 @@ def test_snapshot_body_limit_is_the_configured_one() -> None:
     assert h.apply(make_snapshot({"x": "y" * 20}), lock).status == 200
 
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b"nul", b'{"a":1}x', b"\xff\xfe{\x00}\x00", b'{"a":NaN}'])
+@pytest.mark.parametrize(
+    "raw", [b"{", b"[]", b"nul", b'{"a":1}x', b"\xff\xfe{\x00}\x00", b'{"a":NaN}']
+)
 def test_invalid_json_bodies_are_400_and_change_nothing(raw: bytes) -> None:
     h = Harness()
     before = h.engine.view()
@@ -203,13 +232,23 @@ def test_peer_health_reports_host_status_and_uptime() -> None:
     h.advance(1234.9)
     h.engine.handle(HostStatus(now=h.now))
     body = h.call("GET", "/api/peer/health", auth=False).body
-    assert (body["programSource"], body["lastCommandSeq"], body["uptimeMs"]) == ("cam-1", 1729, 1234)
+    assert (body["programSource"], body["lastCommandSeq"], body["uptimeMs"]) == (
+        "cam-1",
+        1729,
+        1234,
+    )
 
 
 def test_peer_health_is_open_and_ignores_bad_auth_and_bodies() -> None:
     h = Harness()
-    ans = h.call("GET", "/api/peer/health", auth=False, raw=b"\xff junk", content_type="text/plain",
-                 headers={"Authorization": "Bearer wrong"})
+    ans = h.call(
+        "GET",
+        "/api/peer/health",
+        auth=False,
+        raw=b"\xff junk",
+        content_type="text/plain",
+        headers={"Authorization": "Bearer wrong"},
+    )
     assert ans.status == 200
 
 
@@ -227,8 +266,13 @@ def test_peer_health_says_stalled_after_the_stall_limit_of_host_silence() -> Non
 
 def test_wrong_typed_status_reports_are_host_misuse_and_health_still_answers() -> None:
     h = Harness()
-    for bad in [{"program_source": 5}, {"last_command_seq": -1}, {"last_command_seq": True},
-                {"late_commands": 2**63}, {"clock_sync": "ptp"}]:
+    for bad in [
+        {"program_source": 5},
+        {"last_command_seq": -1},
+        {"last_command_seq": True},
+        {"late_commands": 2**63},
+        {"clock_sync": "ptp"},
+    ]:
         with pytest.raises(LocalProtocolError):
             HostStatus(now=h.now, **bad)
     assert h.call("GET", "/api/peer/health").status == 200
@@ -245,11 +289,23 @@ def test_force_leader_without_configured_secret_is_501_before_auth() -> None:
 
 def test_force_leader_checks_secret_before_body_before_role() -> None:
     h = Harness(role=Role.LEADER)
-    ans = h.call("POST", "/api/peer/force-leader", raw=b"not json", headers={"X-Control-Plane-Secret": "x"})
+    ans = h.call(
+        "POST", "/api/peer/force-leader", raw=b"not json", headers={"X-Control-Plane-Secret": "x"}
+    )
     assert ans.status == 401 and b"www-authenticate" not in ans.headers
-    ans = h.call("POST", "/api/peer/force-leader", raw=b"not json", headers={"X-Control-Plane-Secret": SECRET})
+    ans = h.call(
+        "POST",
+        "/api/peer/force-leader",
+        raw=b"not json",
+        headers={"X-Control-Plane-Secret": SECRET},
+    )
     assert (ans.status, ans.code) == (400, "invalid_json")
-    ans = h.call("POST", "/api/peer/force-leader", body={"reason": 5}, headers={"X-Control-Plane-Secret": SECRET})
+    ans = h.call(
+        "POST",
+        "/api/peer/force-leader",
+        body={"reason": 5},
+        headers={"X-Control-Plane-Secret": SECRET},
+    )
     assert (ans.status, ans.code) == (400, "invalid_request")
     assert "reason" in ans.body["error"]
     ans = h.call("POST", "/api/peer/force-leader", headers={"X-Control-Plane-Secret": SECRET})
@@ -259,20 +315,37 @@ def test_force_leader_checks_secret_before_body_before_role() -> None:
 def test_force_leader_reason_over_256_chars_is_invalid() -> None:
     h = Harness()
     hdr = {"X-Control-Plane-Secret": SECRET}
-    assert h.call("POST", "/api/peer/force-leader", body={"reason": "r" * 257}, headers=hdr).status == 400
+    assert (
+        h.call("POST", "/api/peer/force-leader", body={"reason": "r" * 257}, headers=hdr).status
+        == 400
+    )
     assert h.engine.role is Role.FOLLOWER
-    assert h.call("POST", "/api/peer/force-leader", body={"reason": "r" * 256}, headers=hdr).status == 200
+    assert (
+        h.call("POST", "/api/peer/force-leader", body={"reason": "r" * 256}, headers=hdr).status
+        == 200
+    )
 
 
 def test_force_leader_promotes_with_epoch_above_own_and_peer() -> None:
     h = Harness(label="b", floors=None)
     h.engine._last_peer_epoch = 17  # what the peer monitor saw
-    ans = h.call("POST", "/api/peer/force-leader", body={"reason": "drill"},
-                 headers={"X-Control-Plane-Secret": SECRET})
+    ans = h.call(
+        "POST",
+        "/api/peer/force-leader",
+        body={"reason": "drill"},
+        headers={"X-Control-Plane-Secret": SECRET},
+    )
     assert ans.status == 200
-    assert ans.body == {"status": "leader", "engineLabel": "b", "epoch": 18, "previousRole": "follower"}
-    assert ans.effects == [FloorsRaised(epoch=18, fencing_token=0),
-                           BecomeLeader(epoch=18, cause=Cause.FORCE, reason="drill")]
+    assert ans.body == {
+        "status": "leader",
+        "engineLabel": "b",
+        "epoch": 18,
+        "previousRole": "follower",
+    }
+    assert ans.effects == [
+        FloorsRaised(epoch=18, fencing_token=0),
+        BecomeLeader(epoch=18, cause=Cause.FORCE, reason="drill"),
+    ]
     assert h.engine.role is Role.LEADER
 
 
@@ -281,16 +354,27 @@ def test_force_leader_promotes_with_epoch_above_own_and_peer() -> None:
 
 def test_sync_health_has_the_contract_shape() -> None:
     h = Harness()
-    h.engine.handle(HostStatus(now=h.now, last_command_seq=1729, last_executed_seq=1728,
-                               last_executed_err="", late_commands=2,
-                               clock_sync=ClockSync(mode=ClockMode.PTP, offset_ns=1234, jitter_ns=500),
-                               last_pong_sent_us=1713200000000000))
+    h.engine.handle(
+        HostStatus(
+            now=h.now,
+            last_command_seq=1729,
+            last_executed_seq=1728,
+            last_executed_err="",
+            late_commands=2,
+            clock_sync=ClockSync(mode=ClockMode.PTP, offset_ns=1234, jitter_ns=500),
+            last_pong_sent_us=1713200000000000,
+        )
+    )
     h.advance(12345)
     ans = h.call("GET", "/api/sync/health")
     assert ans.body == {
         "clockSync": {"mode": "ptp", "offsetNs": 1234, "jitterNs": 500},
-        "lastCommandSeq": 1729, "lastExecutedSeq": 1728, "lastExecutedErr": "",
-        "lateCommands": 2, "uptimeMs": 12345, "lastPongSentUs": 1713200000000000,
+        "lastCommandSeq": 1729,
+        "lastExecutedSeq": 1728,
+        "lastExecutedErr": "",
+        "lateCommands": 2,
+        "uptimeMs": 12345,
+        "lastPongSentUs": 1713200000000000,
     }
 
 
@@ -305,12 +389,19 @@ def test_sync_health_defaults_to_unknown_clock() -> None:
 def test_get_state_asks_the_host_to_capture_and_answers_its_instant() -> None:
     h = Harness(label="a", role=Role.LEADER)
     h.state = {"scene": {"name": "news"}, "z": [1, 2]}
-    h.engine.handle(HostStatus(now=h.now, program_source="cam-1", last_command_seq=7, last_executed_seq=6))
+    h.engine.handle(
+        HostStatus(now=h.now, program_source="cam-1", last_command_seq=7, last_executed_seq=6)
+    )
     ans = h.call("GET", "/api/sync/state")
     assert ans.status == 200
     assert [type(e) for e in ans.effects] == [CaptureSnapshot]
     body = ans.body
-    assert (body["engineLabel"], body["role"], body["epoch"], body["lastCommandSeq"]) == ("a", "leader", 0, 7)
+    assert (body["engineLabel"], body["role"], body["epoch"], body["lastCommandSeq"]) == (
+        "a",
+        "leader",
+        0,
+        7,
+    )
     assert body["state"] == h.state and body["formatVersion"] == 1
     snap = decode_snapshot(json.dumps(body).encode())  # its checksum verifies
     assert snap.program_source == "cam-1"
@@ -368,13 +459,32 @@ def test_failed_apply_is_500_keeps_state_and_lock() -> None:
 def test_one_apply_at_a_time() -> None:
     h = Harness()
     lock = h.acquire().body["lockId"]
-    hdrs = [("authorization", f"Bearer {TOKEN}"), ("content-type", "application/json"),
-            ("x-reconcile-lock-id", lock)]
-    first = h.engine.handle(Request(now=h.now, request_id=50, method="PUT", target="/api/sync/state",
-                                    headers=hdrs, body=make_snapshot()))
+    hdrs = [
+        ("authorization", f"Bearer {TOKEN}"),
+        ("content-type", "application/json"),
+        ("x-reconcile-lock-id", lock),
+    ]
+    first = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=50,
+            method="PUT",
+            target="/api/sync/state",
+            headers=hdrs,
+            body=make_snapshot(),
+        )
+    )
     assert isinstance(first[0], ApplySnapshot)
-    second = h.engine.handle(Request(now=h.now, request_id=51, method="PUT", target="/api/sync/state",
-                                     headers=hdrs, body=make_snapshot()))
+    second = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=51,
+            method="PUT",
+            target="/api/sync/state",
+            headers=hdrs,
+            body=make_snapshot(),
+        )
+    )
     assert second[0].status == 409 and b"apply_in_progress" in second[0].body  # type: ignore[union-attr]
 
 
@@ -382,10 +492,22 @@ def test_predecoded_snapshot_is_used_without_parsing_the_body() -> None:
     h = Harness()
     lock = h.acquire().body["lockId"]
     snap = decode_snapshot(make_snapshot({"pre": 1}))
-    hdrs = [("authorization", f"Bearer {TOKEN}"), ("content-type", "application/json"),
-            ("x-reconcile-lock-id", lock)]
-    out = h.engine.handle(Request(now=h.now, request_id=70, method="PUT", target="/api/sync/state",
-                                  headers=hdrs, body=b"", predecoded=snap))
+    hdrs = [
+        ("authorization", f"Bearer {TOKEN}"),
+        ("content-type", "application/json"),
+        ("x-reconcile-lock-id", lock),
+    ]
+    out = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=70,
+            method="PUT",
+            target="/api/sync/state",
+            headers=hdrs,
+            body=b"",
+            predecoded=snap,
+        )
+    )
     assert out == (ApplySnapshot(request_id=70, snapshot=snap),)
 
 
@@ -395,15 +517,39 @@ def test_predecoded_error_is_answered_after_the_lock_check() -> None:
     h = Harness()
     err = RemoteProtocolError("bad", status=400, code="invalid_json")
     base = [("authorization", f"Bearer {TOKEN}"), ("content-type", "application/json")]
-    out = h.engine.handle(Request(now=h.now, request_id=1, method="PUT", target="/api/sync/state",
-                                  headers=base, predecoded=err))
+    out = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=1,
+            method="PUT",
+            target="/api/sync/state",
+            headers=base,
+            predecoded=err,
+        )
+    )
     assert b"lock_not_held" in out[0].body  # type: ignore[union-attr]
     lock = h.acquire().body["lockId"]
-    out = h.engine.handle(Request(now=h.now, request_id=2, method="PUT", target="/api/sync/state",
-                                  headers=[*base, ("x-reconcile-lock-id", lock)], predecoded=err))
+    out = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=2,
+            method="PUT",
+            target="/api/sync/state",
+            headers=[*base, ("x-reconcile-lock-id", lock)],
+            predecoded=err,
+        )
+    )
     assert out[0].status == 400 and b"invalid_json" in out[0].body  # type: ignore[union-attr]
-    noct = h.engine.handle(Request(now=h.now, request_id=3, method="PUT", target="/api/sync/state",
-                                   headers=base[:1], predecoded=err))
+    noct = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=3,
+            method="PUT",
+            target="/api/sync/state",
+            headers=base[:1],
+            predecoded=err,
+        )
+    )
     assert noct[0].status == 415  # type: ignore[union-attr]
 
 
@@ -413,8 +559,15 @@ def test_completions_for_unknown_requests_are_host_misuse() -> None:
     h = Harness()
     with pytest.raises(LocalProtocolError):
         h.engine.handle(SnapshotApplied(now=h.now, request_id=5))
-    out = h.engine.handle(Request(now=h.now, request_id=5, method="GET", target="/api/sync/state",
-                                  headers=[("authorization", f"Bearer {TOKEN}")]))
+    out = h.engine.handle(
+        Request(
+            now=h.now,
+            request_id=5,
+            method="GET",
+            target="/api/sync/state",
+            headers=[("authorization", f"Bearer {TOKEN}")],
+        )
+    )
     with pytest.raises(LocalProtocolError):  # a capture is pending, not an apply
         h.engine.handle(SnapshotApplied(now=h.now, request_id=5))
     with pytest.raises(LocalProtocolError):  # the id is in use

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from peersync_proto import (
@@ -48,7 +49,9 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(good=st.booleans())
     def force_leader(self, good: bool) -> None:
-        ans = self.h.call("POST", FORCE, headers={"X-Control-Plane-Secret": SECRET if good else "no"})
+        ans = self.h.call(
+            "POST", FORCE, headers={"X-Control-Plane-Secret": SECRET if good else "no"}
+        )
         self.persist(ans.effects)
         if not good:
             assert ans.status == 401
@@ -69,7 +72,9 @@ class EngineMachine(RuleBasedStateMachine):
             assert ans.body["fencingToken"] <= self.persisted.fencing_token
             self.lock = (ans.body["lockId"], self.h.now + ttl * MS)
 
-    @rule(epoch=st.integers(0, 60), leader=st.booleans(), use_lock=st.booleans(), n=st.integers(0, 9))
+    @rule(
+        epoch=st.integers(0, 60), leader=st.booleans(), use_lock=st.booleans(), n=st.integers(0, 9)
+    )
     def apply(self, epoch: int, leader: bool, use_lock: bool, n: int) -> None:
         lock_id = self.lock[0] if (use_lock and self.lock) else "0" * 32
         snap_role = Role.LEADER if leader else Role.FOLLOWER

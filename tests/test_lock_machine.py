@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from peersync_proto import LockExpired, Tick
@@ -53,9 +54,14 @@ class LockMachine(RuleBasedStateMachine):
         self.expired_reports += sum(isinstance(e, LockExpired) for e in a.effects)
         return a.status, a.body
 
-    @rule(dt=st.one_of(st.sampled_from([0, 1, 999 * MS, 1000 * MS - 1, 1000 * MS, 1000 * MS + 1,
-                                        30000 * MS, 10**12 * MS]),
-                       st.integers(0, 400_000 * MS)))
+    @rule(
+        dt=st.one_of(
+            st.sampled_from(
+                [0, 1, 999 * MS, 1000 * MS - 1, 1000 * MS, 1000 * MS + 1, 30000 * MS, 10**12 * MS]
+            ),
+            st.integers(0, 400_000 * MS),
+        )
+    )
     def advance(self, dt: int) -> None:
         self.ticked.now += dt
         outputs = self.ticked.engine.handle(Tick(now=self.ticked.now))
@@ -78,13 +84,15 @@ class LockMachine(RuleBasedStateMachine):
             assert body["remainingMs"] * MS >= live[3] - self.now > (body["remainingMs"] - 1) * MS
 
     def pick(self, data: st.DataObject) -> str:
-        choices = ["f" * 32, "not-an-id"] + self.ids + self.released
+        choices = ["f" * 32, "not-an-id", *self.ids, *self.released]
         return data.draw(st.sampled_from(choices))
 
     @rule(data=st.data(), ttl=st.one_of(st.none(), TTLS))
     def refresh(self, data: st.DataObject, ttl: int | None) -> None:
         lock_id = self.pick(data)
-        status, body = self.both("PUT", f"{LOCK}/{lock_id}", body=None if ttl is None else {"ttlMs": ttl})
+        status, body = self.both(
+            "PUT", f"{LOCK}/{lock_id}", body=None if ttl is None else {"ttlMs": ttl}
+        )
         live = self.model.live(self.now)
         if live is not None and live[0] == lock_id:
             new_ttl = live[2] if ttl is None else ttl
@@ -109,14 +117,18 @@ class LockMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def apply(self, data: st.DataObject) -> None:
         lock_id = self.pick(data)
-        status, body = self.both("PUT", "/api/sync/state", raw=make_snapshot(epoch=0),
-                                 headers={"X-Reconcile-Lock-Id": lock_id})
+        status, _ = self.both(
+            "PUT",
+            "/api/sync/state",
+            raw=make_snapshot(epoch=0),
+            headers={"X-Reconcile-Lock-Id": lock_id},
+        )
         live = self.model.live(self.now)
         assert (status == 200) == (live is not None and live[0] == lock_id)
 
     @invariant()
     def status_matches_model_and_hides_the_id(self) -> None:
-        status, body = self.both("GET", LOCK)
+        _, body = self.both("GET", LOCK)
         live = self.model.live(self.now)
         if live is None:
             assert body == {"held": False, "lastFencingToken": self.model.last_token}

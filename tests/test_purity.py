@@ -8,9 +8,27 @@ import subprocess
 import sys
 
 FORBIDDEN = {
-    "socket", "threading", "time", "random", "secrets", "os", "logging", "asyncio",
-    "select", "h11", "subprocess", "multiprocessing", "signal", "pathlib", "io", "tempfile",
-    "datetime", "uuid", "concurrent", "shutil", "selectors",
+    "socket",
+    "threading",
+    "time",
+    "random",
+    "secrets",
+    "os",
+    "logging",
+    "asyncio",
+    "select",
+    "h11",
+    "subprocess",
+    "multiprocessing",
+    "signal",
+    "pathlib",
+    "io",
+    "tempfile",
+    "datetime",
+    "uuid",
+    "concurrent",
+    "shutil",
+    "selectors",
 }
 CORE = pathlib.Path(__file__).resolve().parent.parent / "peersync_proto"
 
@@ -37,7 +55,9 @@ def test_no_core_module_imports_io_clock_threads_or_randomness() -> None:
 
 def test_the_purity_check_would_catch_an_import(tmp_path: pathlib.Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("import os.path\nfrom time import monotonic\nimport json\n__import__('socket')\n")
+    probe.write_text(
+        "import os.path\nfrom time import monotonic\nimport json\n__import__('socket')\n"
+    )
     assert imported_modules(probe) & (FORBIDDEN | {"__import__"}) == {"os", "time", "__import__"}
 
 
@@ -46,7 +66,8 @@ def test_importing_the_core_starts_no_thread_and_loads_no_socket() -> None:
         "import sys, threading; before = set(sys.modules); n = threading.active_count();"
         "import peersync_proto;"
         "new = set(sys.modules) - before;"
-        "bad = {m for m in new if m.split('.')[0] in ('socket', 'h11', 'asyncio', 'select', 'random', 'secrets')};"
+        "io_mods = ('socket', 'h11', 'asyncio', 'select', 'random', 'secrets');"
+        "bad = {m for m in new if m.split('.')[0] in io_mods};"
         "assert not bad, bad; assert threading.active_count() == n; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -59,5 +80,7 @@ def test_public_init_exports_exactly_its_all() -> None:
     assert sorted(peersync_proto.__all__) == sorted(set(peersync_proto.__all__))
     for name in peersync_proto.__all__:
         assert hasattr(peersync_proto, name), name
-    private = [n for n in vars(peersync_proto) if not n.startswith("_") and n not in peersync_proto.__all__]
+    private = [
+        n for n in vars(peersync_proto) if not n.startswith("_") and n not in peersync_proto.__all__
+    ]
     assert set(private) <= {"replay"}, private

@@ -13,7 +13,27 @@ from peersync_proto.replay import ScenarioError, SeededEntropy, run_scenario
 
 VECTORS = pathlib.Path(__file__).resolve().parent / "vectors"
 SCENARIOS = sorted(VECTORS.glob("*.scenario.jsonl"))
-CONFIG = '{"config": {"label": "a", "role": "leader", "apiToken": "t0k", "controlPlaneSecret": "s3c", "seed": 7}}'
+CONFIG = json.dumps(
+    {
+        "config": {
+            "label": "a",
+            "role": "leader",
+            "apiToken": "t0k",
+            "controlPlaneSecret": "s3c",
+            "seed": 7,
+        }
+    }
+)
+ACQUIRE = json.dumps(
+    {
+        "at": 0,
+        "request": {
+            "method": "POST",
+            "path": "/api/sync/reconcile-lock",
+            "headers": {"Authorization": "Bearer t0k"},
+        },
+    }
+)
 
 
 def test_there_are_at_least_40_vectors_each_with_an_expected_output() -> None:
@@ -24,7 +44,9 @@ def test_there_are_at_least_40_vectors_each_with_an_expected_output() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.name.split(".")[0])
 def test_vector(scenario: pathlib.Path) -> None:
-    expected = scenario.with_name(scenario.name.replace(".scenario.", ".expected.")).read_text("utf-8")
+    expected = scenario.with_name(scenario.name.replace(".scenario.", ".expected.")).read_text(
+        "utf-8"
+    )
     assert run_scenario(scenario.read_text("utf-8").splitlines()) == expected.splitlines()
 
 
@@ -34,15 +56,29 @@ def test_vectors_cover_every_error_code_of_the_contract() -> None:
         for line in path.read_text("utf-8").splitlines():
             codes.add(json.loads(line).get("body", {}).get("code"))
     assert {
-        "invalid_request", "invalid_json", "unsupported_media_type", "body_too_large",
-        "not_found", "method_not_allowed", "unauthorized", "not_configured", "already_leader",
-        "lock_not_held", "invalid_snapshot", "stale_snapshot", "lock_held", "lock_not_found",
+        "invalid_request",
+        "invalid_json",
+        "unsupported_media_type",
+        "body_too_large",
+        "not_found",
+        "method_not_allowed",
+        "unauthorized",
+        "not_configured",
+        "already_leader",
+        "lock_not_held",
+        "invalid_snapshot",
+        "stale_snapshot",
+        "lock_held",
+        "lock_not_found",
         "apply_failed",
     } <= codes
 
 
 def test_outputs_do_not_depend_on_the_seed() -> None:
-    lines = [CONFIG, '{"at": 0, "request": {"method": "POST", "path": "/api/sync/reconcile-lock", "headers": {"Authorization": "Bearer t0k"}}}']
+    lines = [
+        CONFIG,
+        ACQUIRE,
+    ]
     other = [lines[0].replace('"seed": 7', '"seed": 8'), lines[1]]
     assert run_scenario(lines) == run_scenario(other)
     assert "$LOCK1" in run_scenario(lines)[-1]
@@ -75,17 +111,27 @@ def test_malformed_scenarios_name_the_line(lines: list[str], line_no: int) -> No
     assert f"line {line_no}:" in str(info.value)
 
 
-def test_command_line_reads_a_file_or_stdin_and_exits_2_on_bad_input(tmp_path: pathlib.Path) -> None:
+def test_command_line_reads_a_file_or_stdin_and_exits_2_on_bad_input(
+    tmp_path: pathlib.Path,
+) -> None:
     scenario = SCENARIOS[0]
-    expected = scenario.with_name(scenario.name.replace(".scenario.", ".expected.")).read_text("utf-8")
+    expected = scenario.with_name(scenario.name.replace(".scenario.", ".expected.")).read_text(
+        "utf-8"
+    )
     cmd = [sys.executable, "-m", "peersync_proto.replay"]
     by_file = subprocess.run([*cmd, str(scenario)], capture_output=True, text=True, check=False)
     assert (by_file.returncode, by_file.stdout) == (0, expected)
-    by_stdin = subprocess.run(cmd, input=scenario.read_text("utf-8"), capture_output=True, text=True, check=False)
+    by_stdin = subprocess.run(
+        cmd, input=scenario.read_text("utf-8"), capture_output=True, text=True, check=False
+    )
     assert (by_stdin.returncode, by_stdin.stdout) == (0, expected)
-    bad = subprocess.run(cmd, input=CONFIG + "\n{oops\n", capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        cmd, input=CONFIG + "\n{oops\n", capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 2 and "line 2" in bad.stderr
-    missing = subprocess.run([*cmd, str(tmp_path / "none.jsonl")], capture_output=True, text=True, check=False)
+    missing = subprocess.run(
+        [*cmd, str(tmp_path / "none.jsonl")], capture_output=True, text=True, check=False
+    )
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     usage = subprocess.run([*cmd, "-h"], capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and "usage" in usage.stderr
