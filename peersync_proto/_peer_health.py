@@ -3,20 +3,21 @@
 :func:`parse_peer_health` turns the body of ``GET /api/peer/health`` into a
 :class:`PeerHealth`, or raises :class:`RemoteProtocolError` (code
 ``invalid_peer_health``) when the peer's answer breaks the contract: not
-UTF-8, not strict JSON, not an object, a field missing or of the wrong type.
-Unknown fields are ignored (contract 2). ``stalled`` parses fine: whether it
+strict JSON by the codec's :func:`decode_json` (UTF-8, no duplicate keys, no
+``NaN``, depth and integer limits), not an object, a field missing or of the
+wrong type. Unknown fields are ignored (contract 2). ``stalled`` parses fine: whether it
 counts as a failure is the monitor's business, not the parser's.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from typing import Any
 
 import attrs
 
 from ._errors import RemoteProtocolError
+from ._json import decode_json
 from ._values import INT64_MAX, Role
 from ._winner import Standing
 
@@ -53,19 +54,6 @@ def _bad(why: str) -> RemoteProtocolError:
     )
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _str(doc: dict[str, Any], name: str) -> str:
     value = doc.get(name)
     if not isinstance(value, str):
@@ -83,15 +71,9 @@ def _int(doc: dict[str, Any], name: str) -> int:
 def parse_peer_health(body: bytes) -> PeerHealth:
     """Parse a peer-health body, strictly; see the module docstring."""
     try:
-        doc = json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constants,
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _bad(str(exc)) from None
-    if not isinstance(doc, dict):
-        raise _bad("top level is not an object")
+        doc = decode_json(body)
+    except RemoteProtocolError as exc:
+        raise _bad(exc.message) from None
     status = _str(doc, "status")
     role = _str(doc, "role")
     try:

@@ -27,6 +27,7 @@ import attrs
 from ._config import Entropy
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Tick
+from ._json import decode_json
 from ._peer_health import PeerHealth, parse_peer_health
 from ._reconcile_config import ReconcilerConfig
 from ._reconcile_events import (
@@ -479,10 +480,9 @@ def _with_lock(v: ReconcilerView, lock: HeldLock) -> ReconcilerView:
 
 def _json_object(body: bytes) -> dict[str, object] | None:
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return decode_json(body)
+    except RemoteProtocolError:
         return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _parse_grant(body: bytes) -> tuple[str, int] | None:
