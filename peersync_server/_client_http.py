@@ -199,7 +199,10 @@ class HttpConnection:
             # big body, say): read on, the reader decides.
             pass
         answer = self._read_answer(conn, limit, deadline)
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+        done = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
+        # Bytes after the answer (no request asked for them) mean a confused
+        # server: never read the next answer from that stream.
+        if done and not conn.h11.trailing_data[0]:
             conn.h11.start_next_cycle()
         else:
             self._drop()

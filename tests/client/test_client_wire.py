@@ -479,3 +479,31 @@ def test_waiting_for_a_shared_client_counts_against_the_deadline(raw_server) -> 
         assert time.monotonic() - started < 0.3
         release.set()
         slow.join()
+
+
+def test_answer_sent_one_byte_at_a_time_reads_the_same(raw_server) -> None:
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while server.read(conn):
+            for byte in answer(200, HEALTH, extra=b"X-Pad: 1\r\n"):
+                conn.sendall(bytes([byte]))
+
+    server = raw_server(serve)
+    with PeerSyncClient(server.url) as client:
+        slow = client.peer_health()
+        assert slow == client.peer_health()
+        assert slow.engine_label == "b"
+    assert server.accepted == 1
+
+
+def test_trailing_junk_after_an_answer_retires_the_connection(raw_server) -> None:
+    def serve(server: RawServer, conn: socket.socket, index: int) -> None:
+        while server.read(conn):
+            conn.sendall(answer(200, HEALTH) + b"JUNK")
+
+    server = raw_server(serve)
+    with PeerSyncClient(server.url) as client:
+        first = client.peer_health()
+        time.sleep(0.05)
+        assert client.peer_health() == first
+    assert server.accepted == 2
