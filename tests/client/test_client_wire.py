@@ -257,7 +257,7 @@ def test_total_deadline_fires_on_a_server_trickling_the_body(raw_server) -> None
             client.peer_health()
         elapsed = time.monotonic() - started
         stop.set()
-    assert 0.39 <= elapsed < 0.6
+    assert 0.39 <= elapsed < 0.8
 
 
 def test_per_call_timeout_overrides_the_default(raw_server) -> None:
