@@ -19,41 +19,29 @@ makes the in-memory host fail the apply that request causes.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import attrs
-
 from ._config import EngineConfig, Floors
 from ._engine import Engine
 from ._errors import LocalProtocolError, ProtocolError
 from ._events import (
-    HostStatus,
     Request,
     SnapshotApplied,
     SnapshotApplyFailed,
     SnapshotCaptured,
     Tick,
 )
+from ._host_json import effect_fields, host_status
 from ._outputs import ApplySnapshot, CaptureSnapshot, Output, Response
-from ._values import ClockMode, ClockSync, DecodedSnapshot, Role
+from ._values import Role
 
 __all__ = ["ScenarioError", "SeededEntropy", "main", "run_scenario"]
 
 _NS_PER_MS = 1_000_000
-_STATUS_FIELDS = {
-    "programSource": "program_source",
-    "lastCommandSeq": "last_command_seq",
-    "lastExecutedSeq": "last_executed_seq",
-    "lastExecutedErr": "last_executed_err",
-    "lateCommands": "late_commands",
-    "clockSync": "clock_sync",
-    "lastPongSentUs": "last_pong_sent_us",
-}
 
 
 class ScenarioError(Exception):
@@ -77,11 +65,6 @@ class SeededEntropy:
             out += hashlib.sha256(f"{self._seed}:{self._counter}".encode()).digest()
             self._counter += 1
         return out[:n]
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
 
 
 class _Run:
@@ -132,7 +115,7 @@ class _Run:
                     self.lock_ids.append(body["lockId"])
                 line = {"at": at, "status": output.status, "body": body}
             else:
-                line = {"at": at, "effect": type(output).__name__, **_fields(output)}
+                line = {"at": at, "effect": type(output).__name__, **effect_fields(output)}
             self.out.append(self.mask(json.dumps(line, ensure_ascii=False)))
             if isinstance(output, CaptureSnapshot):
                 self.emit(at, self.capture(at, output.request_id))
@@ -173,7 +156,7 @@ class _Run:
             self.emit(at, outputs, bool(line.get("failApply")))
         elif "hostStatus" in line:
             try:
-                self.emit(at, self.engine.handle(_host_status(now, line["hostStatus"])))
+                self.emit(at, self.engine.handle(host_status(now, line["hostStatus"])))
             except LocalProtocolError as exc:
                 self.out.append(json.dumps({"at": at, "refused": str(exc)}))
         else:
@@ -203,45 +186,6 @@ class _Run:
 
 def _secret(value: Any) -> bytes | None:
     return None if value is None else str(value).encode("utf-8")
-
-
-def _host_status(now: int, report: dict[str, Any]) -> HostStatus:
-    kwargs: dict[str, Any] = {}
-    for key, value in report.items():
-        if key not in _STATUS_FIELDS:
-            raise LocalProtocolError(f"unknown host status field {key!r}")
-        if key == "clockSync":
-            try:
-                value = ClockSync(
-                    mode=ClockMode(value.get("mode", "unknown")),
-                    offset_ns=value.get("offsetNs", 0),
-                    jitter_ns=value.get("jitterNs", 0),
-                )
-            except (AttributeError, TypeError, ValueError) as exc:
-                raise LocalProtocolError(f"bad clockSync: {exc}") from None
-        kwargs[_STATUS_FIELDS[key]] = value
-    return HostStatus(now=now, **kwargs)
-
-
-def _fields(output: Output) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for field in attrs.fields(type(output)):
-        value = getattr(output, field.name)
-        key = _camel(field.name)
-        if isinstance(value, enum.Enum):
-            value = value.value
-        elif isinstance(value, DecodedSnapshot):
-            value = {
-                "engineLabel": value.engine_label,
-                "role": value.role.value,
-                "epoch": value.epoch,
-                "lastCommandSeq": value.last_command_seq,
-                "checksum": value.checksum,
-            }
-        elif field.name in ("expires_at", "expired_at", "silent_since"):
-            key, value = key + "Ms", value // _NS_PER_MS
-        result[key] = value
-    return result
 
 
 def _parse(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
