@@ -24,6 +24,7 @@ from ._events import (
     Tick,
 )
 from ._lock import LockView, ReconcileLock
+from ._monitor import MonitorConfig, MonitorView, PeerMonitor
 from ._never import assert_never
 from ._outputs import (
     ApplySnapshot,
@@ -35,6 +36,7 @@ from ._outputs import (
     Response,
     StepDown,
 )
+from ._peer_events import MonitorOutput, OwnStanding, ProbeAnswered, ProbeFailed, Promote
 from ._requests import (
     check_bearer,
     check_body_size,
@@ -46,10 +48,11 @@ from ._requests import (
     parse_refresh,
 )
 from ._responses import error_response, json_response, raw_json_response
-from ._role import RoleInput, next_epoch, role_move
+from ._role import RoleInput, role_move
 from ._routes import Auth, Endpoint, Route, route
 from ._snapshot import decode_snapshot, encode_snapshot
 from ._values import Cause, ClockSync, DecodedSnapshot, Role
+from ._winner import promotion_epoch
 
 __all__ = ["Engine", "EngineView", "HostView"]
 
@@ -90,6 +93,7 @@ class EngineView:
     started_at: int
     now: int
     pending: tuple[tuple[int, str], ...]
+    monitor: MonitorView | None
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -108,6 +112,10 @@ class Engine:
     ``now`` is the host's monotonic clock at start; ``entropy(n)`` returns
     ``n`` random bytes (lock ids); ``floors`` is what the host persisted, or
     ``None`` for a fresh engine (which alone takes ``config.role``).
+    With ``monitor`` the engine also watches its peer (contract 4.2): it asks
+    the host to send probes (``SendProbe``), takes their outcomes
+    (``ProbeAnswered``, ``ProbeFailed``) and, under policy ``auto``, promotes
+    itself by the epoch rule.
     """
 
     def __init__(
@@ -117,6 +125,7 @@ class Engine:
         now: int,
         entropy: Entropy,
         floors: Floors | None = None,
+        monitor: MonitorConfig | None = None,
     ) -> None:
         Tick(now=now)  # validates now
         self._config = config
@@ -134,6 +143,7 @@ class Engine:
         self._last_report_at = now
         self._stall_reported = False
         self._pending: dict[int, _PendingCapture | _PendingApply] = {}
+        self._monitor = None if monitor is None else PeerMonitor(monitor, now=now)
 
     # -- reading -----------------------------------------------------------
     @property
@@ -168,12 +178,15 @@ class Engine:
                 (rid, "apply" if isinstance(p, _PendingApply) else "capture")
                 for rid, p in sorted(self._pending.items())
             ),
+            monitor=None if self._monitor is None else self._monitor.view(),
         )
 
     def next_deadline(self) -> int | None:
         """When the engine next needs a ``Tick``: a lock expiry to report, or
         the instant the host's silence becomes a stall. ``None``: never."""
         deadlines = [self._lock.deadline()]
+        if self._monitor is not None:
+            deadlines.append(self._monitor.next_deadline())
         if not self._stall_reported:
             deadlines.append(self._last_report_at + self._config.stall_limit_ns + 1)
         return min((d for d in deadlines if d is not None), default=None)
@@ -185,9 +198,21 @@ class Engine:
                 f"time went backwards: now={event.now} after {self._now}; nothing changed"
             )
         self._check_completion(event)
+        # The monitor validates its input before it changes; run it before
+        # anything else moves, so a refused probe report changes nothing.
+        decisions = self._step_monitor(event)
         out: list[Output] = []
         self._advance(event.now, out)
-        if isinstance(event, Request):
+        for decision in decisions:
+            if isinstance(decision, Promote):
+                # The monitor decided from our standing at this instant, when
+                # we were follower; the role table refuses anything else.
+                self.promote(decision.cause, out)
+            else:
+                out.append(decision)
+        if isinstance(event, (ProbeAnswered, ProbeFailed)):
+            pass  # the monitor's alone
+        elif isinstance(event, Request):
             self._on_request(event, out)
         elif isinstance(event, HostStatus):
             self._on_status(event)
@@ -231,6 +256,27 @@ class Engine:
             raise LocalProtocolError(
                 f"{type(event).__name__}: request {event.request_id} is not awaiting it"
             )
+
+    def _step_monitor(self, event: Event) -> tuple[MonitorOutput, ...]:
+        monitor = self._monitor
+        if monitor is None:
+            if isinstance(event, (ProbeAnswered, ProbeFailed)):
+                raise LocalProtocolError("a probe report, but this engine has no peer monitor")
+            return ()
+        own = OwnStanding(
+            label=self.label,
+            role=self._role,
+            epoch=self._epoch,
+            last_command_seq=self._host.last_command_seq,
+        )
+        if isinstance(event, (ProbeAnswered, ProbeFailed)):
+            decisions = monitor.handle(event, own=own)
+        elif event.now >= monitor.next_deadline():
+            decisions = monitor.handle(Tick(now=event.now), own=own)
+        else:
+            return ()
+        self._last_peer_epoch = max(self._last_peer_epoch, monitor.last_peer_epoch)
+        return decisions
 
     def _advance(self, now: int, out: list[Output]) -> None:
         self._now = now
@@ -396,7 +442,7 @@ class Engine:
     def promote(self, cause: Cause, out: list[Output], reason: str = "") -> None:
         """Become leader by the epoch rule (every cause goes through here)."""
         self._role = role_move(self._role, RoleInput.PROMOTE)
-        self._epoch = next_epoch(self._epoch, self._last_peer_epoch)
+        self._epoch = promotion_epoch(self._epoch, self._last_peer_epoch)
         out.append(self._floors())
         out.append(BecomeLeader(epoch=self._epoch, cause=cause, reason=reason))
 

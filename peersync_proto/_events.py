@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import attrs
 
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._peer_events import ProbeAnswered, ProbeFailed
 from ._values import INT64_MAX, ClockSync, DecodedSnapshot
 
 __all__ = [
@@ -165,4 +166,6 @@ Event = (
     | SnapshotApplied
     | SnapshotApplyFailed
     | Tick
+    | ProbeAnswered
+    | ProbeFailed
 )

@@ -11,6 +11,16 @@ from __future__ import annotations
 
 import attrs
 
+from ._peer_events import (
+    AbandonProbe,
+    LabelClash,
+    NoLeader,
+    PeerChanged,
+    PeerDown,
+    PeerUp,
+    SendProbe,
+    SplitBrain,
+)
 from ._values import Cause, DecodedSnapshot
 
 __all__ = [
@@ -25,6 +35,7 @@ __all__ = [
     "LockRefreshed",
     "LockReleased",
     "Output",
+    "PeerReport",
     "Response",
     "StepDown",
 ]
@@ -118,6 +129,11 @@ class HostStalled:
     silent_since: int
 
 
+#: Reports of the peer monitor the engine passes on to its host (contract
+#: 4.2): send or abandon a probe, and each change of the peer's standing.
+PeerReport = (
+    SendProbe | AbandonProbe | PeerUp | PeerDown | PeerChanged | LabelClash | SplitBrain | NoLeader
+)
 Effect = (
     BecomeLeader
     | StepDown
@@ -129,5 +145,6 @@ Effect = (
     | LockReleased
     | LockExpired
     | HostStalled
+    | PeerReport
 )
 Output = Response | Effect

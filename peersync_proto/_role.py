@@ -1,4 +1,4 @@
-"""The engine's role machine: leader or follower, and the epoch rule."""
+"""The engine's role machine: leader or follower (the epoch rule is in ``_winner``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import enum
 from ._errors import LocalProtocolError
 from ._values import Role
 
-__all__ = ["ROLE_TRANSITIONS", "RoleInput", "next_epoch", "role_move"]
+__all__ = ["ROLE_TRANSITIONS", "RoleInput", "role_move"]
 
 
 class RoleInput(enum.Enum):
@@ -28,9 +28,3 @@ def role_move(role: Role, event: RoleInput) -> Role:
         return ROLE_TRANSITIONS[(role, event)]
     except KeyError:
         raise LocalProtocolError(f"role: no move for {(role, event)}") from None
-
-
-def next_epoch(own_epoch: int, last_peer_epoch: int) -> int:
-    """Contract 3.2: every promotion takes one above the larger of our epoch
-    and the last epoch seen from the peer, so it outranks the peer."""
-    return max(own_epoch, last_peer_epoch) + 1

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from ._lock import LOCK_TRANSITIONS
+from ._monitor import PROBE_TRANSITIONS, TRANSITIONS
+from ._reconcile_table import RECONCILE_TRANSITIONS
 from ._role import ROLE_TRANSITIONS
 
 __all__ = ["TABLES", "render_markdown", "rows"]
@@ -30,6 +32,9 @@ def rows(table: Mapping[tuple[S, I], S]) -> Rows:
 TABLES: dict[str, Rows] = {
     "Engine role": rows(ROLE_TRANSITIONS),
     "Reconcile lock": rows(LOCK_TRANSITIONS),
+    "Peer monitor: verdict on the peer": rows(TRANSITIONS),
+    "Peer monitor: probe slot": rows(PROBE_TRANSITIONS),
+    "Reconciler": rows(RECONCILE_TRANSITIONS),
 }
 
 
