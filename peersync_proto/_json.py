@@ -68,7 +68,7 @@ class _Layout:
     unbalanced: bool  #: brackets do not pair up: not JSON
 
 
-def _layout(body: bytes, max_depth: int) -> _Layout:
+def _layout(body: bytes, max_depth: int, *, escapes: bool) -> _Layout:
     """Measure structure without parsing, in a handful of C passes.
 
     Escaped backslashes, then escaped quotes, are cut out (JSON pairs
@@ -82,7 +82,7 @@ def _layout(body: bytes, max_depth: int) -> _Layout:
     passes. The result is exact for any text that parses; other text may be
     called too deep or unbalanced, which is refused all the same.
     """
-    if b"\\" in body:
+    if escapes:
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     marks = body.translate(_MARKS, _NOT_MARKS).replace(b'""', b"")
     if b'"' in marks:
@@ -109,6 +109,7 @@ class Source:
     text: str
     layout: _Layout
     long_digits: bool  #: some run of 19+ digits: integers need the checking hook
+    escapes: bool  #: some backslash: the text has escapes
     surrogate_escapes: bool  #: some \\uD800-\\uDFFF escape: strings need a UTF-8 check
 
 
@@ -122,7 +123,8 @@ def prepare(body: bytes, max_depth: int) -> Source:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid_json_error(f"body is not UTF-8 (byte {exc.start})") from None
-    layout = _layout(body, max_depth)
+    escapes = b"\\" in body
+    layout = _layout(body, max_depth, escapes=escapes)
     if layout.unbalanced:
         raise invalid_json_error("not JSON: brackets do not pair up")
     if layout.too_deep:
@@ -132,7 +134,8 @@ def prepare(body: bytes, max_depth: int) -> Source:
         text=text,
         layout=layout,
         long_digits=_LONG_DIGITS in body.translate(_DIGITS_ONLY),
-        surrogate_escapes=_SURROGATE_ESCAPE.search(body) is not None,
+        escapes=escapes,
+        surrogate_escapes=escapes and _SURROGATE_ESCAPE.search(body) is not None,
     )
 
 

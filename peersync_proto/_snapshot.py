@@ -155,7 +155,7 @@ def _canonical_state(
         source.layout.compact
         and all(list(shape) == order(shape) for shape in set(map(tuple, objects)))
         and all(token.verbatim for token in floats)
-        and _ESCAPE_NOT_JCS.search(source.body) is None
+        and not (source.escapes and _ESCAPE_NOT_JCS.search(source.body))
         and _NEG_ZERO.search(source.body) is None
     ):
         return _verbatim_slice(source, *span)
