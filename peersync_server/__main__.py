@@ -32,6 +32,7 @@ from ._connection import (
     Limits,
 )
 from ._logging import configure_logging
+from ._peer import peer_link
 from ._server import (
     DEFAULT_HOST,
     DEFAULT_MAX_CONNECTIONS,
@@ -111,6 +112,33 @@ def _parser() -> _Parser:
     p.add_argument("--no-auth", action="store_true", help="demo mode: no bearer token")
     p.add_argument("--peer", metavar="URL", help="the peer engine's base URL (failover)")
     p.add_argument("--failover", choices=["auto", "manual"], default="auto")
+    failover = p.add_argument_group("peer monitor (with --peer; docs/failover.md)")
+    failover.add_argument(
+        "--probe-interval-ms",
+        type=_positive_int,
+        default=200,
+        metavar="MS",
+        help="one health probe of the peer every MS (default 200, 5 Hz)",
+    )
+    failover.add_argument(
+        "--probe-deadline-ms",
+        type=_positive_int,
+        default=150,
+        metavar="MS",
+        help="each probe's own deadline (default 150; at most the interval)",
+    )
+    failover.add_argument(
+        "--failure-threshold",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="consecutive failed probes that make the peer down (default 3)",
+    )
+    failover.add_argument(
+        "--peer-api-token-file",
+        metavar="FILE",
+        help="the peer's bearer token, when it differs from ours",
+    )
     p.add_argument("--max-snapshot-bytes", type=_positive_int, default=DEFAULT_MAX_SNAPSHOT_BYTES)
     p.add_argument(
         "--max-connections",
@@ -184,6 +212,15 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         raise UsageError(
             f"no API token: give --api-token-file FILE or set {TOKEN_ENV} (or --no-auth for a demo)"
         )
+    peer_token = (
+        _read_secret(args.peer_api_token_file, "", "peer API token")
+        if args.peer_api_token_file is not None
+        else None
+    )
+    if args.probe_deadline_ms > args.probe_interval_ms:
+        raise UsageError("--probe-deadline-ms must not exceed --probe-interval-ms")
+    if args.peer is not None and not args.peer.startswith("http://"):
+        raise UsageError(f"--peer must be an http:// URL, got {args.peer!r}")
     host, port = args.listen
     return ServerConfig(
         label=args.label,
@@ -196,6 +233,10 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         no_auth=args.no_auth,
         peer_url=args.peer,
         failover=args.failover,
+        probe_interval_ms=args.probe_interval_ms,
+        probe_deadline_ms=args.probe_deadline_ms,
+        failure_threshold=args.failure_threshold,
+        peer_api_token=peer_token,
         max_snapshot_bytes=args.max_snapshot_bytes,
         max_connections=args.max_connections,
         max_idle_connections=args.max_idle_connections,
@@ -239,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = PeerSyncServer(config)
+    server = PeerSyncServer(config, peer_monitor=peer_link)
     try:
         server.start()
     except ServerStartError as exc:

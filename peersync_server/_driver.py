@@ -26,6 +26,7 @@ from peersync_proto import (
     Entropy,
     Event,
     HostStatus,
+    MonitorConfig,
     Output,
     RemoteProtocolError,
     Request,
@@ -82,6 +83,7 @@ class EngineDriver:
         *,
         clock: Clock,
         entropy: Entropy,
+        monitor: MonitorConfig | None = None,
     ) -> None:
         self._config = config
         self._host = host
@@ -92,7 +94,9 @@ class EngineDriver:
         self._listeners: list[OutputListener] = []
         floors = host.open(config.label)
         with self._lock:
-            self._engine = Engine(config, now=clock.now(), entropy=entropy, floors=floors)
+            self._engine = Engine(
+                config, now=clock.now(), entropy=entropy, floors=floors, monitor=monitor
+            )
         self._ticker = Ticker(clock, self._deadline, self._tick)
 
     @property

@@ -37,11 +37,17 @@ from typing import Protocol
 import attrs
 
 from peersync_proto import (
+    DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_SNAPSHOT_BYTES,
+    DEFAULT_PROBE_DEADLINE_NS,
+    DEFAULT_PROBE_PERIOD_NS,
+    DEFAULT_REFUSED_RETRY_NS,
     DEFAULT_STALL_LIMIT_NS,
     EngineConfig,
     Entropy,
+    FailoverPolicy,
+    MonitorConfig,
     Role,
 )
 
@@ -106,6 +112,12 @@ class ServerConfig:
     #: Stored for the failover issue (see ``PeerSyncServer(peer_monitor=...)``).
     peer_url: str | None = None
     failover: str = "auto"
+    #: The peer monitor's tunables (docs/failover.md); used with ``peer_url``.
+    probe_interval_ms: int = DEFAULT_PROBE_PERIOD_NS // 1_000_000
+    probe_deadline_ms: int = DEFAULT_PROBE_DEADLINE_NS // 1_000_000
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    #: The peer's bearer token when it differs from ours (else ``api_token``).
+    peer_api_token: bytes | None = attrs.field(default=None, repr=False)
     max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -126,6 +138,19 @@ class ServerConfig:
             stall_limit_ns=self.stall_limit_ns,
             max_body_bytes=self.max_body_bytes,
             max_snapshot_bytes=self.max_snapshot_bytes,
+        )
+
+    def monitor_config(self) -> MonitorConfig | None:
+        """The engine's peer monitor, when a peer is configured."""
+        if self.peer_url is None:
+            return None
+        period = self.probe_interval_ms * 1_000_000
+        return MonitorConfig(
+            policy=FailoverPolicy(self.failover),
+            probe_period_ns=period,
+            probe_deadline_ns=self.probe_deadline_ms * 1_000_000,
+            failure_threshold=self.failure_threshold,
+            refused_retry_ns=min(DEFAULT_REFUSED_RETRY_NS, period),
         )
 
 
@@ -262,8 +287,16 @@ class PeerSyncServer:
         """Open the state, bind, and serve in background threads; returns the port."""
         cfg = self.config
         try:
+            # The engine watches its peer only when something serves its
+            # probes (the ``peer_monitor`` hook); unserved probes would look
+            # like a dead peer.
+            monitor = cfg.monitor_config() if self._peer_monitor_factory is not None else None
             self._driver = EngineDriver(
-                cfg.engine_config(), self._host, clock=self._clock, entropy=self._entropy
+                cfg.engine_config(),
+                self._host,
+                clock=self._clock,
+                entropy=self._entropy,
+                monitor=monitor,
             )
         except HostStateError as exc:
             raise ServerStartError(str(exc)) from exc
