@@ -220,6 +220,12 @@ class PeerLink:
         self._last_run_end = -(2**62)
         self._driver.add_listener(self._on_outputs)
         _log.info("watching peer %s (failover %s)", cfg.peer_url, cfg.failover)
+        # The core may have asked for its first probe before we listened.
+        monitor = self._driver.view().monitor
+        if monitor is not None and monitor.outstanding_id:
+            self._send(
+                SendProbe(probe_id=monitor.outstanding_id, deadline=monitor.outstanding_deadline)
+            )
 
     def stop(self) -> None:
         with self._lock:
@@ -299,7 +305,7 @@ class PeerLink:
     def _send(self, order: SendProbe) -> None:
         probe = _Probe()
         with self._lock:
-            if self._stopping:
+            if self._stopping or order.probe_id in self._probes:
                 return
             self._probes[order.probe_id] = probe
         threading.Thread(
@@ -373,7 +379,8 @@ class PeerLink:
             shown = describe(output)
             if shown is not None:
                 _log.info(
-                    "reconcile: %s", " ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
+                    "reconcile: %s",
+                    " ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, "")),
                 )
 
         try:
