@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from peersync_proto import Role, canonical_json, encode_snapshot
+from peersync_proto._canonical import JSONValue
 
 from ._client import PeerSyncClient
 from ._client_errors import PeerSyncClientError
@@ -289,7 +290,7 @@ class EnginePair:
             timeout=timeout,
         )[1]
 
-    def seed(self, label: str, state: dict[str, object], *, seq: int, program: str) -> str:
+    def seed(self, label: str, state: dict[str, JSONValue], *, seq: int, program: str) -> str:
         """Put ``state`` into engine ``label`` over the API (lock, PUT,
         release); returns the state's checksum as the engine serves it."""
         engine = self.engine(label)
