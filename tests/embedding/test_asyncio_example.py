@@ -1,0 +1,56 @@
+"""docs/examples/asyncio_server.py as a program: the over-the-wire behaviour is
+checked by tests/conformance; here, what only a running process shows: the
+listening line, the deadline timer firing on its own, the line budget, a clean
+stop."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "docs" / "examples" / "asyncio_server.py"
+
+
+def test_the_asyncio_server_is_under_200_lines() -> None:
+    assert len(EXAMPLE.read_text("utf-8").splitlines()) < 200
+
+
+def test_the_loop_timer_reports_a_lock_expiry_with_no_request_and_sigint_stops_it() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "--label", "b", "--port", "0", "--api-token", "t0k"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request(
+            "POST",
+            "/api/sync/reconcile-lock",
+            body=b'{"ttlMs": 1000}',
+            headers={"Authorization": "Bearer t0k", "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        grant = json.loads(response.read())
+        conn.close()
+        time.sleep(1.4)  # no request after the grant: only the timer can wake the core
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    effects = [line for line in err.splitlines() if line.startswith("effect: ")]
+    assert any(e.startswith("effect: LockGranted(") for e in effects), err
+    assert sum(e.startswith("effect: LockExpired(") for e in effects) == 1, err
+    assert not any("HostStalled" in e for e in effects), err  # the host heartbeats
+    assert grant["lockId"] not in err  # effects never carry a lock id
