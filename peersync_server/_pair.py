@@ -60,7 +60,7 @@ class EngineProcess:
         root: Path,
         token_file: Path,
         secret_file: Path,
-        peer_url: str,
+        peer_url: str | None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.label = label
@@ -98,7 +98,7 @@ class EngineProcess:
             "--state-dir", str(self.state_dir),
             "--api-token-file", str(self._token_file),
             "--control-plane-secret-file", str(self._secret_file),
-            "--peer", self._peer_url,
+            *(("--peer", self._peer_url) if self._peer_url is not None else ()),
             *self._extra,
         ]  # fmt: skip
         started = time.monotonic()

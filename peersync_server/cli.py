@@ -276,6 +276,7 @@ def main(
 
 # Importing the commands registers them (kept apart: one concern per module).
 from . import _cli_commands as _cli_commands  # noqa: E402
+from . import _cli_reconcile as _cli_reconcile  # noqa: E402
 
 if __name__ == "__main__":
     # Run as ``python -m peersync_server.cli``: use the package's module, the

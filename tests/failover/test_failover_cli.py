@@ -1,0 +1,115 @@
+"""``peersync reconcile URL_A URL_B`` as a subprocess against two real engines
+that do not watch each other (a control plane heals their split brain)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peersync_proto import Role, canonical_json, encode_snapshot
+from peersync_proto._canonical import JSONValue
+from peersync_server._pair import EnginePair, EngineProcess
+
+
+@pytest.fixture
+def lone_pair(tmp_path: Path) -> Iterator[tuple[EngineProcess, EngineProcess, Path]]:
+    """Two engines, both leader, no --peer: nothing heals them but us."""
+    with EnginePair(tmp_path, own_root=False) as pair:
+        engines = []
+        for label in ("a", "b"):
+            engine = EngineProcess(
+                label,
+                root=tmp_path,
+                token_file=tmp_path / "api-token",
+                secret_file=tmp_path / "cp-secret",
+                peer_url=None,
+            )
+            engine.start("leader")
+            engines.append(engine)
+        try:
+            yield engines[0], engines[1], tmp_path / "api-token"
+        finally:
+            for engine in engines:
+                engine.kill9()
+
+
+def _reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "peersync_server.cli", "reconcile", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _seed(engine: EngineProcess, pair_state: dict[str, JSONValue], seq: int) -> str:
+    with engine.client(timeout=5) as client:
+        health = client.peer_health()
+        body = encode_snapshot(
+            engine_label=engine.label, role=Role.FOLLOWER, epoch=health.epoch,
+            captured_at_us=1, last_command_seq=seq, last_executed_seq=seq,
+            program_source="cam", preview_source="", state=canonical_json(pair_state),
+        )  # fmt: skip
+        grant = client.acquire_lock()
+        client.apply_state(body, grant.lock_id)
+        client.release_lock(grant.lock_id)
+        return client.get_state().checksum
+
+
+def test_reconcile_cli_copies_the_winner_onto_the_loser_and_prints_each_step(
+    lone_pair: tuple[EngineProcess, EngineProcess, Path],
+) -> None:
+    a, b, token_file = lone_pair
+    _seed(a, {"scene": "A"}, 10)
+    winner_sum = _seed(b, {"scene": "B"}, 20)  # equal epochs: b's higher seq wins
+    done = _reconcile(a.url, b.url, "--api-token-file", str(token_file), "--owner", "ops")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    steps = [line["step"] for line in lines if "step" in line]
+    assert steps[:2] == ["acquiring_first", "acquiring_second"]  # a's lock, then b's
+    assert "fetching" in steps and "applying" in steps
+    assert steps.index("releasing_second") < steps.index("releasing_first")
+    assert lines[-1] == {"outcome": "reconciled", "winner": "b", "loser": "a",
+                         "epoch": lines[-1]["epoch"], "seq": 20}  # fmt: skip
+    with a.client() as ca, b.client() as cb:
+        assert ca.get_state().checksum == cb.get_state().checksum == winner_sum
+        assert ca.peer_health().role is Role.FOLLOWER  # the loser stepped down
+        assert cb.peer_health().role is Role.LEADER
+        assert not ca.lock_status().held and not cb.lock_status().held  # both released
+    token = token_file.read_text().strip()
+    assert token not in done.stdout + done.stderr
+
+
+def test_reconcile_cli_fails_with_exit_1_when_an_engine_is_unreachable(
+    lone_pair: tuple[EngineProcess, EngineProcess, Path],
+) -> None:
+    a, b, token_file = lone_pair
+    b.kill9()
+    done = _reconcile(a.url, b.url, "--api-token-file", str(token_file))
+    assert done.returncode == 1
+    assert json.loads(done.stdout.splitlines()[-1])["outcome"] == "failed"
+    assert json.loads(done.stderr.splitlines()[-1])["code"] == "call_failed"
+    with a.client() as ca:
+        assert not ca.lock_status().held  # what it held, it released
+
+
+def test_reconcile_cli_without_a_token_is_refused_and_changes_nothing(
+    lone_pair: tuple[EngineProcess, EngineProcess, Path],
+) -> None:
+    a, b, _ = lone_pair
+    done = _reconcile(a.url, b.url)
+    assert done.returncode == 1
+    assert json.loads(done.stdout.splitlines()[-1])["outcome"] == "failed"
+    with a.client() as ca, b.client() as cb:
+        assert ca.peer_health().role is Role.LEADER and cb.peer_health().role is Role.LEADER
+
+
+def test_reconcile_cli_rejects_a_bad_url_as_a_usage_error() -> None:
+    done = _reconcile("https://127.0.0.1:1", "http://127.0.0.1:2")
+    assert done.returncode == 2
+    assert "peersync: error" in done.stderr
