@@ -20,8 +20,9 @@ Conventions (see ``docs/embedding.md``):
 - ``next_deadline()`` is ``NO_DEADLINE`` (-1) when the core needs no tick.
 - Host misuse (a decreasing ``now``, a completion nobody asked for, a bad
   argument) raises :class:`LocalProtocolError` and changes nothing.
-- Not thread-safe, like the core: one engine, one lock (in CPython, holding
-  the GIL across a call is enough).
+- Not thread-safe, like the core: one engine, one lock, taken before the GIL
+  and held across each call. The GIL alone is not enough: CPython switches
+  threads between bytecodes, inside a call.
 """
 
 from __future__ import annotations
