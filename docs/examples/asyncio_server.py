@@ -116,7 +116,8 @@ class AsyncPeerSync:
                 conn.start_next_cycle()
         except h11.RemoteProtocolError:  # not HTTP/1.1: the wrapper's own answer, then close
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await send(conn, writer, BAD_REQUEST)
+                with contextlib.suppress(ConnectionError):  # the client may be gone
+                    await send(conn, writer, BAD_REQUEST)
         except (asyncio.TimeoutError, ConnectionError):
             pass
         finally:
