@@ -10,9 +10,9 @@ that is exactly what the C encoder of :mod:`json` writes with
 ``sort_keys=True, separators=(",", ":"), ensure_ascii=False``. The two differ
 only on floats (ECMAScript number formatting) and on member names outside the
 Basic Multilingual Plane (UTF-16 order is not code-point order there). So
-:func:`canonical_json` surveys the value once, container by container, and
-lets the C encoder write every subtree that has neither; only the containers
-on the path to a float or to such a name are written here.
+:func:`canonical_json` surveys the value once, level by level with C-level
+passes, and lets the C encoder write every subtree that has neither; only the
+containers on the path to a float or to such a name are written here.
 
 One deliberate departure from RFC 8785, recorded in ``docs/decisions.md``:
 integers are written exactly in decimal over the whole signed 64-bit range.
@@ -27,7 +27,8 @@ import hashlib
 import json
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain, compress, repeat
 from typing import Any, TypeAlias
 
 from ._errors import LocalProtocolError
@@ -42,8 +43,13 @@ _SCALARS = frozenset({type(None), bool, int, float, str})
 _CONTAINERS = frozenset({dict, list})
 _ALLOWED = _SCALARS | _CONTAINERS
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+#: Deepest value :func:`canonical_json` walks (a cycle would never end).
+MAX_WALK_DEPTH = 1000
 _LONG_DIGITS = b"0" * 19
 _DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
+# Marks a stand-in string in the C encoder's output: a lone surrogate, which
+# no string that can be written as UTF-8 holds.
+_MARK = "\udfff"
 
 #: Sort key giving RFC 8785 member order: UTF-16 code units, compared as
 #: big-endian byte strings. ``surrogatepass`` so that a lone surrogate is
@@ -92,65 +98,149 @@ def jcs_float(value: float) -> str:
     return f"{head}e{'+' if exp > 0 else '-'}{abs(exp)}"
 
 
-def _check_ints(values: Any) -> None:
-    for item in values:
-        if type(item) is int and not INT64_MIN <= item <= INT64_MAX:
-            raise LocalProtocolError(f"integer {item} is outside signed 64 bits")
+def _not_json(types: set[type]) -> LocalProtocolError:
+    names = ", ".join(sorted(t.__name__ for t in types))
+    return LocalProtocolError(f"{names} is not a JSON value")
 
 
-def _survey(value: Any, dirty: set[int], *, check_ints: bool) -> bool:
-    """Validate ``value``; record in ``dirty`` the containers the C encoder
-    would write differently from JCS (they hold a float or a non-BMP member
-    name, themselves or below). Returns whether ``value`` itself is dirty.
+def _check_ints(values: Iterable[Any], types: list[type]) -> None:
+    ints = list(compress(values, map(operator.is_, types, repeat(int))))
+    if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
+        raise LocalProtocolError("an integer is outside signed 64 bits")
 
-    The work per container is a few C-level passes over its members; only
-    containers nested in containers are walked member by member.
+
+def _names(objects: list[dict[Any, Any]]) -> str:
+    try:
+        return "".join(chain.from_iterable(objects))
+    except TypeError:
+        raise LocalProtocolError("object member names must be str") from None
+
+
+def _clean(level: list[Any], *, check_ints: bool) -> int | None:
+    """Validate the values in ``level``. None when they hold no float and no
+    non-BMP member name; else how many levels :func:`_survey` must look at.
+
+    Level by level, with a few C-level passes over all the members of a level
+    at once; the Python work is per level and per container, never per
+    scalar. Integers are range-checked only with ``check_ints``.
     """
-    kind = type(value)
-    if kind is dict:
-        key_types = set(map(type, value))
-        if key_types - {str}:
-            raise LocalProtocolError(f"object member names must be str, got {key_types - {str}}")
-        names = "".join(value)
-        mark = not names.isascii() and _ASTRAL.search(names) is not None
-        members: Any = value.values()
-    elif kind is list:
-        mark = False
-        members = value
-    else:
-        if kind not in _SCALARS:
-            raise LocalProtocolError(f"{kind.__name__} is not a JSON value")
-        return kind is float
-    types = set(map(type, members))
-    if not types <= _ALLOWED:
-        bad = ", ".join(sorted(t.__name__ for t in types - _ALLOWED))
-        raise LocalProtocolError(f"{bad} is not a JSON value")
-    if float in types:
-        mark = True
-    if check_ints and int in types:
-        _check_ints(members)
-    if types & _CONTAINERS:
-        for item in members:
-            if type(item) in _CONTAINERS and _survey(item, dirty, check_ints=check_ints):
-                mark = True
-    if mark:
-        dirty.add(id(value))
-    return mark
+    needed: int | None = None
+    for depth in range(MAX_WALK_DEPTH):
+        types = list(map(type, level))
+        kinds = set(types)
+        if not kinds <= _ALLOWED:
+            raise _not_json(kinds - _ALLOWED)
+        if check_ints and int in kinds:
+            _check_ints(level, types)
+        if float in kinds:
+            needed = depth  # the owners of these floats are one level up
+        if not kinds & _CONTAINERS:
+            return needed
+        containers = list(compress(level, map(_CONTAINERS.__contains__, types)))
+        names = _names([c for c in containers if type(c) is dict])
+        if not names.isascii() and _ASTRAL.search(names):
+            needed = depth + 1
+        members = [c.values() if type(c) is dict else c for c in containers]
+        level = list(chain.from_iterable(members))
+    raise LocalProtocolError(f"value nests deeper than {MAX_WALK_DEPTH} levels")
 
 
-def _exact(value: Any, dirty: set[int]) -> str:
-    """JCS text of a surveyed value: C encoder for clean subtrees."""
-    kind = type(value)
-    if kind is float:
-        return jcs_float(value)
-    if id(value) not in dirty:
-        return _fast(value)
-    if kind is dict:
-        names = sorted(value, key=utf16_order)
-        return (
-            "{" + ",".join(_fast(name) + ":" + _exact(value[name], dirty) for name in names) + "}"
-        )
-    return "[" + ",".join(_exact(item, dirty) for item in value) + "]"
+def _survey(value: Any, levels: int) -> tuple[set[int], set[int]]:
+    """For a value :func:`_clean` accepted: the ids of its *dirty* containers
+    (holding a float or a non-BMP member name, themselves or below; the C
+    encoder writes every other container as JCS does), and of the objects
+    with a non-BMP member name (their members need UTF-16 order). Only the
+    top ``levels`` levels of containers can be dirty.
+    """
+    level: list[Any] = [value]
+    parents: list[int] = [-1]  # index in the level above of each container's owner
+    history: list[tuple[list[Any], list[int], set[int]]] = []
+    astral: set[int] = set()
+    for _ in range(levels):
+        members = [c.values() if type(c) is dict else c for c in level]
+        flat = list(chain.from_iterable(members))
+        owner = list(chain.from_iterable(map(repeat, range(len(level)), map(len, members))))
+        types = list(map(type, flat))
+        marked = set(compress(owner, map(operator.is_, types, repeat(float))))
+        names = "".join(chain.from_iterable(c for c in level if type(c) is dict))
+        if not names.isascii() and _ASTRAL.search(names):
+            for i, container in enumerate(level):
+                if type(container) is dict and _ASTRAL.search("".join(container)):
+                    marked.add(i)
+                    astral.add(id(container))
+        history.append((level, parents, marked))
+        nested = list(map(_CONTAINERS.__contains__, types))
+        level = list(compress(flat, nested))
+        parents = list(compress(owner, nested))
+    dirty: set[int] = set()
+    carry: set[int] = set()
+    for containers, owners, marked in reversed(history):
+        here = marked | carry
+        dirty.update(id(containers[i]) for i in here)
+        carry = {owners[i] for i in here}
+    return dirty, astral
+
+
+class _Spliced:
+    """Stands in, in a copy of a dirty container, for text written here."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _marked(spliced: _Spliced) -> str:
+    return _MARK + str(spliced.index) + _MARK
+
+
+def _render(value: Any, dirty: set[int], astral: set[int]) -> str:
+    """JCS text of a value :func:`_survey` looked at.
+
+    Floats, and objects with a non-BMP member name, are written here and
+    spliced into the C encoder's text of everything else: the dirty
+    containers are copied with :class:`_Spliced` stand-ins (the encoder's
+    ``default`` writes them as marked strings); clean subtrees are shared, so
+    the C encoder still writes nearly all of the text in one call.
+    """
+    pieces: list[str] = []
+
+    def stand_in(text: str) -> _Spliced:
+        pieces.append(text)
+        return _Spliced(len(pieces) - 1)
+
+    def copy(item: Any) -> Any:
+        if type(item) is float:
+            return stand_in(jcs_float(item))
+        if id(item) not in dirty:
+            return item
+        if id(item) in astral:
+            names = sorted(item, key=utf16_order)
+            members = (_fast(name) + ":" + _render(item[name], dirty, astral) for name in names)
+            return stand_in("{" + ",".join(members) + "}")
+        if type(item) is dict:
+            return {name: copy(member) for name, member in item.items()}
+        return [copy(member) for member in item]
+
+    text = json.dumps(
+        copy(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=_marked,
+    )
+    # text == ... '"' MARK index MARK '"' ... for each stand-in, in order.
+    parts = text.split(_MARK)
+    if len(parts) != 2 * len(pieces) + 1:  # a string of the value holds the mark
+        raise UnicodeEncodeError("utf-8", _MARK, 0, 1, "lone surrogate")
+    if not pieces:
+        return text
+    out = [parts[0][:-1]]
+    for index, between in zip(parts[1::2], parts[2::2], strict=True):
+        out.append(pieces[int(index)])
+        out.append(between[1:-1])
+    out[-1] = parts[-1][1:]
+    return "".join(out)
 
 
 def canonical_json(value: JSONValue) -> bytes:
@@ -161,19 +251,20 @@ def canonical_json(value: JSONValue) -> bytes:
     dict, list, str, int, float, bool and None, integers outside signed 64
     bits, lone surrogates, and nesting too deep to walk.
     """
-    dirty: set[int] = set()
     try:
-        _survey(value, dirty, check_ints=False)
-        text = _exact(value, dirty)
-        data = text.encode("utf-8")
+        levels = _clean([value], check_ints=False)
+        if levels is None:
+            data = _fast(value).encode("utf-8")
+        else:
+            data = _render(value, *_survey(value, levels)).encode("utf-8")
     except RecursionError:
         raise LocalProtocolError("value is nested too deeply to canonicalize") from None
     except UnicodeEncodeError:
         raise LocalProtocolError("a string holds a lone surrogate; it has no UTF-8 form") from None
-    # An integer out of range has 19+ digits; look for such runs in the output
-    # (a C pass) and only then check the integers one by one.
+    # An integer out of range has 19 or more digits: look for such runs in the
+    # text (one C pass) and only then check the integers one by one.
     if _LONG_DIGITS in data.translate(_DIGITS_ONLY):
-        _survey(value, set(), check_ints=True)
+        _clean([value], check_ints=True)
     return data
 
 

@@ -182,12 +182,20 @@ def test_long_digit_strings_are_not_mistaken_for_big_integers() -> None:
         (1, 2),
         {"a": "\ud800"},
         {"\udfff": 1},
+        "\udc00",
+        2**64,
+        {"a": [{"b": 1.5, "c": "\ud800"}]},
     ],
     ids=repr,
 )
 def test_values_that_are_not_json_are_host_misuse(value: Any) -> None:
     with pytest.raises(LocalProtocolError):
         canonical_json(value)
+
+
+def test_a_string_posing_as_a_float_stand_in_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="surrogate"):
+        canonical_json({"a": [1.5, "\udfff0\udfff"]})
 
 
 def test_str_subclasses_are_not_json_values_here() -> None:
@@ -208,6 +216,14 @@ def test_nesting_too_deep_to_walk_is_host_misuse() -> None:
     cycle.append(cycle)
     with pytest.raises(LocalProtocolError):
         canonical_json(cycle)
+
+
+def test_float_at_the_bottom_of_a_deep_value_is_refused_not_crashed() -> None:
+    value: Any = [1.5]
+    for _ in range(990):
+        value = [value]
+    with pytest.raises(LocalProtocolError, match="deep"):
+        canonical_json(value)
 
 
 def test_state_checksum_is_sha256_of_the_bytes_in_lowercase_hex() -> None:
