@@ -19,7 +19,7 @@ from peersync_server._pair import EnginePair, EngineProcess
 @pytest.fixture
 def lone_pair(tmp_path: Path) -> Iterator[tuple[EngineProcess, EngineProcess, Path]]:
     """Two engines, both leader, no --peer: nothing heals them but us."""
-    with EnginePair(tmp_path, own_root=False) as pair:
+    with EnginePair(tmp_path, own_root=False):  # writes the token and secret files
         engines = []
         for label in ("a", "b"):
             engine = EngineProcess(

@@ -78,6 +78,7 @@ def test_stopped_leader_is_replaced_and_the_split_brain_heals_when_it_resumes(
     try:
         took = pair.wait_role("b", Role.LEADER, timeout=HANG_BOUND_S)
         assert took < HANG_BOUND_S
+        pair.wait_log("b", "promoted to leader", timeout=2)
         down = [line for line in pair.b.log().splitlines() if "peer down:" in line]
         assert down and "missed_deadline" in down[-1], down  # a hang: missed deadlines
     finally:
