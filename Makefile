@@ -38,3 +38,18 @@ bench-core: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .hypothesis
+
+# Deterministic simulation (tests/sim): N seeds from FIRST; a failing seed
+# prints its trace and the command that replays it. `make test` runs 1,000.
+SEEDS ?= 1000
+FIRST ?= 0
+.PHONY: sim-long
+
+sim: $(STAMP)
+	$(PY) -m tests.sim --seeds $(SEEDS) --first $(FIRST)
+
+# The distributions of docs/failover.md and 24 simulated hours of a healthy
+# pair (jitter, then probe loss): several minutes, so not part of `make test`.
+sim-long: $(STAMP)
+	$(PY) -m tests.sim --measure
+	$(PY) -m tests.sim --hours 24

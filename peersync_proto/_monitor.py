@@ -205,6 +205,10 @@ class MonitorView:
     last_peer_epoch: int
     clash: bool
     relation: Relation
+    #: (own epoch, peer epoch) when ``relation`` was last seen. Re-entering a
+    #: split brain takes a promotion, which raises an epoch: when these differ
+    #: it is a new episode even if no probe saw the pair in between.
+    relation_epochs: tuple[int, int] = (0, 0)
 
 
 class PeerMonitor:
@@ -351,14 +355,13 @@ class PeerMonitor:
         if before is not PeerState.UP:
             out.append(PeerUp(health=health))
         relation = _relation(own.role, health.role) if not view.clash else Relation.NONE
-        if relation is not view.relation and relation in (
-            Relation.SPLIT_BRAIN,
-            Relation.NO_LEADER,
-        ):
+        epochs = (own.epoch, health.epoch)
+        episode = relation is not view.relation or epochs != view.relation_epochs
+        if episode and relation in (Relation.SPLIT_BRAIN, Relation.NO_LEADER):
             winner = pick_winner(own.standing, health.standing).label
             report = SplitBrain if relation is Relation.SPLIT_BRAIN else NoLeader
             out.append(report(own=own.standing, peer=health.standing, winner=winner))
-        view = attrs.evolve(view, relation=relation)
+        view = attrs.evolve(view, relation=relation, relation_epochs=epochs)
         if (
             self._config.policy is FailoverPolicy.AUTO
             and relation is Relation.NO_LEADER
