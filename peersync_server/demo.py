@@ -111,12 +111,15 @@ def run_demo(pair: EnginePair, say: _Narrator) -> None:
 
         step = "restart"
         ups_before = pair.a.log().count("peer up")
-        took = pair.start_engine("a")
+        took = pair.start_engine("a", role="leader")  # a fresh engine only: ignored
         pair.wait_log("a", "peer up", timeout=5, count=ups_before + 1)
         health = pair.a.health()
         _require(step, health is not None and health.role is Role.FOLLOWER, "a is not follower")
         _require(step, pair.leaders() == ["b"], f"expected b alone to lead, saw {pair.leaders()}")
-        say.say(step, f"a restarted over its state dir in {_ms(took)}: {_roles_line(pair)}")
+        say.say(
+            step,
+            f"a restarted (--role leader) over its state dir in {_ms(took)}: {_roles_line(pair)}",
+        )
 
         step = "partition"
         pair.partition()
