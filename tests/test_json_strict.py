@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peersync_proto._errors import LocalProtocolError, RemoteProtocolError
-from peersync_proto._json import DEFAULT_MAX_DEPTH, decode_json, encode_json
+from peersync_proto._json import DEFAULT_MAX_DEPTH, _layout, decode_json, encode_json
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -229,6 +229,23 @@ def _ws_wrap(text: str) -> str:
 @given(json_object(), st.integers(1, 8))
 def test_depth_limit_agrees_with_reference_for_any_limit(text: str, limit: int) -> None:
     agree(text.encode("utf-8"), max_depth=limit)
+
+
+@SETTINGS
+@given(json_object())
+def test_byte_scan_counts_members_and_depth_exactly(text: str) -> None:
+    members = 0
+
+    def count(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal members
+        members += len(items)
+        return {str(i): member for i, (_, member) in enumerate(items)}  # duplicates kept
+
+    value = json.loads(text, object_pairs_hook=count)  # lenient: dups, 1e400, surrogates
+    body = text.encode("utf-8", "surrogatepass")
+    layout = _layout(body, _depth(value), escapes=b"\\" in body)
+    assert (layout.members, layout.too_deep, layout.unbalanced) == (members, False, False)
+    assert _layout(body, _depth(value) - 1, escapes=b"\\" in body).too_deep
 
 
 JUNK = st.sampled_from(["x", "}", "]", ",", "{}", '"', "0", "null", "\\", "/", "\x00", "{"])
