@@ -124,6 +124,11 @@ class SnapshotCaptured:
     last_command_seq: int = attrs.field(validator=_now)
     last_executed_seq: int = attrs.field(validator=_now)
 
+    def __attrs_post_init__(self) -> None:
+        # The peer refuses such a snapshot (contract 3.4): never serve one.
+        if self.last_executed_seq > self.last_command_seq:
+            raise LocalProtocolError("captured last_executed_seq is above last_command_seq")
+
 
 @attrs.frozen(kw_only=True, slots=True)
 class SnapshotCaptureFailed:

@@ -149,3 +149,19 @@ def test_replay_extensions_blank_lines_explicit_content_type_and_unknown_status_
 def test_request_ids_are_non_negative_ints(rid: object) -> None:
     with pytest.raises(LocalProtocolError):
         Request(now=0, request_id=rid, method="GET", target="/")  # type: ignore[arg-type]
+
+
+def test_a_capture_with_executed_above_command_seq_is_host_misuse() -> None:
+    from peersync_proto import SnapshotCaptured
+
+    with pytest.raises(LocalProtocolError):
+        SnapshotCaptured(
+            now=0,
+            request_id=1,
+            state=b"{}",
+            captured_at_us=0,
+            program_source="",
+            preview_source="",
+            last_command_seq=5,
+            last_executed_seq=6,
+        )
