@@ -47,10 +47,18 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         return 0
-    failures, took = run_seeds(args.first, args.seeds)
+    batch = run_seeds(args.first, args.seeds)
+    failures = batch.failures
     for failure in failures[:3]:
         print(failure, end="\n\n")
-    print(f"{args.seeds} seeds from {args.first}: {len(failures)} failed in {took:.1f} s")
+    print(f"{args.seeds} seeds from {args.first}: {len(failures)} failed in {batch.seconds:.1f} s")
+    if batch.settled_ns:
+        xs = sorted(batch.settled_ns)
+        p50, p99 = (xs[min(len(xs) - 1, int(p * len(xs)))] / 1e6 for p in (0.5, 0.99))
+        print(
+            f"settled after the last fault: p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+            f"max {xs[-1] / 1e6:.0f} ms"
+        )
     if failures:
         print("failing seeds:", " ".join(str(f.seed) for f in failures))
     return 1 if failures else 0

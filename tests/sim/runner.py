@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+import attrs
+
 from peersync_proto import ProtocolError
 from tests.sim.checks import SimFailure
 from tests.sim.scenario import draw_scenario
 from tests.sim.world import World
 
-__all__ = ["run_seed", "run_seeds"]
+__all__ = ["Batch", "run_seed", "run_seeds"]
 
 
 def run_seed(seed: int) -> World:
@@ -28,13 +30,21 @@ def run_seed(seed: int) -> World:
     return world
 
 
-def run_seeds(first: int, count: int) -> tuple[list[SimFailure], float]:
-    """Run ``count`` seeds from ``first``; the failures and the seconds taken."""
+@attrs.frozen(kw_only=True)
+class Batch:
+    failures: list[SimFailure]
+    seconds: float
+    settled_ns: list[int]  #: per passing seed: faults end -> last role change or reconcile
+
+
+def run_seeds(first: int, count: int) -> Batch:
+    """Run ``count`` seeds from ``first``."""
     failures: list[SimFailure] = []
+    settled: list[int] = []
     started = time.perf_counter()
     for seed in range(first, first + count):
         try:
-            run_seed(seed)
+            settled.append(run_seed(seed).settled_after())
         except SimFailure as failure:
             failures.append(failure)
-    return failures, time.perf_counter() - started
+    return Batch(failures=failures, seconds=time.perf_counter() - started, settled_ns=settled)

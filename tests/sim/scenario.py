@@ -24,6 +24,9 @@ class FaultKind:
     CRASH = "crash"  #: process killed at ``at``, restarted from disk at ``until``
     PAUSE = "pause"  #: SIGSTOP at ``at``, SIGCONT at ``until``
     FORCE = "force"  #: the control plane forces ``label`` leader at ``at``
+    #: the engine loop freezes at ``at`` (no status, no capture or apply done)
+    #: while its HTTP side still answers (peer health says ``stalled``)
+    STALL = "stall"
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -48,6 +51,7 @@ class Scenario:
     faults_end: int  #: nothing is injected from here on; commands stop too
     host_delay_ns: int  #: capture and apply take up to this long
     command_chance: float  #: a leader executes a command on a host tick with this chance
+    lock_ttl_ms: int = 30_000  #: the TTL the engines' reconcilers ask for
 
     def describe(self) -> list[str]:
         lk = self.link
@@ -55,6 +59,7 @@ class Scenario:
             f"seed {self.seed}: roles a={self.roles[0]} b={self.roles[1]}, "
             f"delay {lk.delay_ns / MS:.2f}ms jitter {lk.jitter_ns / MS:.1f}ms "
             f"loss {lk.loss:.3f}, host delay {self.host_delay_ns / MS:.1f}ms, "
+            f"lock TTL {self.lock_ttl_ms}ms, commands {self.command_chance}, "
             f"faults end @{self.faults_end / MS:.0f}ms",
         ]
         lines += [
@@ -110,6 +115,16 @@ def draw_scenario(seed: int) -> Scenario:
                 kind=FaultKind.FORCE, label=rng.choice(LABELS), at=rng.randrange(start, faults_end)
             )
         )
+    host_delay_ns = rng.choice([0, 0, 1 * MS, 20 * MS])
+    command_chance = rng.choice([0.2, 0.5, 1.0])
+    # Drawn last, so the draws above (and the seeds pinned in tests) keep
+    # their meaning as kinds of fault are added.
+    for _ in range(rng.choice([0, 0, 0, 1])):
+        label = rng.choice(LABELS)
+        at, until = _span(rng, start, faults_end, 1_500 * MS)
+        if not any(at < e and s < until for s, e in busy[label]):
+            busy[label].append((at, until))
+            faults.append(Fault(kind=FaultKind.STALL, label=label, at=at, until=until))
     faults.sort(key=lambda f: (f.at, f.label, f.kind))
     return Scenario(
         seed=seed,
@@ -118,6 +133,7 @@ def draw_scenario(seed: int) -> Scenario:
         partitions=tuple(partitions),
         faults=tuple(faults),
         faults_end=faults_end,
-        host_delay_ns=rng.choice([0, 0, 1 * MS, 20 * MS]),
-        command_chance=rng.choice([0.2, 0.5, 1.0]),
+        host_delay_ns=host_delay_ns,
+        command_chance=command_chance,
+        lock_ttl_ms=rng.choice([1_000, 2_000, 30_000, 30_000]),
     )

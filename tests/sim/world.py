@@ -113,6 +113,7 @@ class Node:
     incoming: dict[int, Conn] = attrs.Factory(dict)
     rid: int = 0
     wake_at: int | None = None
+    stalled_until: int = 0  #: the engine loop is frozen until then
     role: Role = Role.FOLLOWER  #: as last observed
     # -- the disk: survives a crash --------------------------------------
     floors: Floors | None = None
@@ -153,6 +154,8 @@ class World:
             elif fault.kind == FaultKind.PAUSE:
                 self._push(fault.at, None, None, self._pause, fault.label)
                 self._push(fault.until, None, None, self._resume, fault.label)
+            elif fault.kind == FaultKind.STALL:
+                self._push(fault.at, None, None, self._stall, fault.label, fault.until)
             else:
                 self._push(fault.at, None, None, self._force, fault.label)
 
@@ -206,6 +209,12 @@ class World:
         self.run_until(end)
         self.checks.at_end(self.scenario.faults_end)
 
+    def settled_after(self) -> int:
+        """How long after the faults ended the last role change or reconcile came."""
+        end = self.scenario.faults_end
+        last = max([end] + [at for at, *_ in self.roles] + [at for at, _ in self.reconciled])
+        return last - end
+
     def note(self, label: str, what: str, detail: Any = "") -> None:
         self.trace.append((self.now, label, what, detail))
 
@@ -216,7 +225,7 @@ class World:
     def _start(self, label: str) -> None:
         node = self.nodes[label]
         node.inc += 1
-        node.up, node.paused, node.wake_at = True, False, None
+        node.up, node.paused, node.wake_at, node.stalled_until = True, False, None, 0
         node.engine = Engine(
             EngineConfig(
                 label=label, role=node.initial_role, api_token=TOKEN, control_plane_secret=SECRET
@@ -263,6 +272,12 @@ class World:
                 fn(*args)
         self.after(node)
 
+    def _stall(self, label: str, until: int) -> None:
+        node = self.nodes[label]
+        if node.up:
+            self.note(label, "stall", f"until {until / MS:.1f}ms")
+            node.stalled_until = until
+
     def _force(self, label: str) -> None:
         self.note(label, "force-leader")
         conn = Conn(
@@ -298,6 +313,9 @@ class World:
     def _host_tick(self, node: Node) -> None:
         engine = node.engine
         assert engine is not None
+        if self.now < node.stalled_until:  # frozen: no status, no commands
+            self._push(self.now + HOST_TICK_NS, node.label, node.inc, self._host_tick, node)
+            return
         if (
             engine.role is Role.LEADER
             and self.now < self.commands_until
@@ -348,9 +366,7 @@ class World:
                 self._capture(node, out)
             elif isinstance(out, ApplySnapshot):
                 self.checks.apply_started(node, node.incoming[out.request_id])
-                self._push(
-                    self.now + self._host_delay(), node.label, node.inc, self._applied, node, out
-                )
+                self._push(self._host_done_at(node), node.label, node.inc, self._applied, node, out)
             elif isinstance(out, (BecomeLeader, StepDown)):
                 cause = out.cause.value
                 role = Role.LEADER if isinstance(out, BecomeLeader) else Role.FOLLOWER
@@ -365,9 +381,10 @@ class World:
             else:
                 self.note(node.label, type(out).__name__)
 
-    def _host_delay(self) -> int:
+    def _host_done_at(self, node: Node) -> int:
+        """When a capture or apply started now completes (a frozen loop waits)."""
         d = self.scenario.host_delay_ns
-        return self.rng.randint(0, d) if d else 0
+        return max(self.now + (self.rng.randint(0, d) if d else 0), node.stalled_until)
 
     def _capture(self, node: Node, out: CaptureSnapshot) -> None:
         captured = SnapshotCaptured(
@@ -380,9 +397,7 @@ class World:
             last_command_seq=node.seq,
             last_executed_seq=node.seq,
         )
-        self._push(
-            self.now + self._host_delay(), node.label, node.inc, self._captured, node, captured
-        )
+        self._push(self._host_done_at(node), node.label, node.inc, self._captured, node, captured)
 
     def _captured(self, node: Node, captured: SnapshotCaptured) -> None:
         assert node.engine is not None
@@ -407,7 +422,7 @@ class World:
         node.rec_gen += 1
         node.rec_retry_at = None
         node.rec = Reconciler(
-            ReconcilerConfig(owner=f"peersync-{node.label}"),
+            ReconcilerConfig(owner=f"peersync-{node.label}", ttl_ms=self.scenario.lock_ttl_ms),
             entropy=lambda n: self.rng.randbytes(n),
         )
         self.note(node.label, "reconciler", f"generation {node.rec_gen}")
