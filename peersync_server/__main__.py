@@ -9,9 +9,13 @@ stderr and exit status 2. SIGTERM or SIGINT: stop gracefully, exit 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import logging
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -278,8 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
+    # Any thread may receive SIGTERM; Python runs the handler only when the
+    # main thread next runs bytecode. A blocked lock wait is not woken, so the
+    # main thread waits in select() on the signal wake-up fd instead.
+    wake_r, wake_w = socket.socketpair()
+    wake_w.setblocking(False)
+    signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # ops: dump thread stacks
     server = PeerSyncServer(config, peer_monitor=peer_link)
     try:
         server.start()
@@ -289,10 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log.warning("the snapshot decoder did not start in time; continuing")
     print(f"listening on {server.url}", flush=True)
     try:
-        while not stop.wait(3600):
-            pass
+        while not stop.is_set():
+            select.select([wake_r], [], [])
+            with contextlib.suppress(BlockingIOError):
+                wake_r.recv(4096)
     finally:
         server.stop()
+        signal.set_wakeup_fd(-1)
+        wake_r.close()
+        wake_w.close()
     return 0
 
 

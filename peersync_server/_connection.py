@@ -62,6 +62,9 @@ DEFAULT_IDLE_TIMEOUT_S = 5.0
 DEFAULT_MAX_REQUESTS_PER_CONNECTION = 1000
 
 _RECV_BYTES = 256 * 1024
+#: Responses larger than this are written with gather writes, not joined.
+_GATHER_ABOVE = 256 * 1024
+_IOV_MAX = 64
 #: After an early answer with a body left unread, read and drop what the
 #: client still sends for this long, so the answer is not lost to a TCP RST.
 _LINGER_S = 2.0
@@ -428,17 +431,45 @@ class Connection:
         headers = list(response.headers)
         if closing:
             headers.append((b"connection", b"close"))
-        else:
-            timeout = int(self._limits.idle_timeout_s)
+        elif (timeout := int(self._limits.idle_timeout_s)) > 0:
             headers.append((b"keep-alive", b"timeout=%d" % timeout))
         conn = self._h11
-        parts = [conn.send(h11.Response(status_code=response.status, headers=headers))]
+        parts = list(
+            conn.send_with_data_passthrough(
+                h11.Response(status_code=response.status, headers=headers)
+            )
+            or ()
+        )
         if method != "HEAD" and response.body:
-            parts.append(conn.send(h11.Data(data=response.body)))
-        parts.append(conn.send(h11.EndOfMessage()))
-        data = b"".join(p for p in parts if p)
-        self._sendall(data)
-        return len(data)
+            parts += conn.send_with_data_passthrough(h11.Data(data=response.body)) or ()
+        parts += conn.send_with_data_passthrough(h11.EndOfMessage()) or ()
+        return self._write([bytes(p) for p in parts if p])
+
+    def _write(self, parts: list[bytes]) -> int:
+        """One write per response. A small one is joined and sent with one
+        ``sendall`` (two sends could wait ~40 ms for a delayed ACK); a large one
+        goes out with gather writes (``sendmsg``) so its body is never copied
+        while holding the GIL."""
+        total = sum(len(p) for p in parts)
+        if total <= _GATHER_ABOVE:
+            self._sendall(b"".join(parts))
+            return total
+        deadline = time.monotonic() + self._limits.send_timeout_s
+        views = [memoryview(p) for p in parts]
+        while views:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("send deadline passed")
+            self.sock.settimeout(remaining)
+            sent = self.sock.sendmsg(views[:_IOV_MAX])
+            while sent and views:
+                if sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                else:
+                    views[0] = views[0][sent:]
+                    sent = 0
+        return total
 
 
 def _internal() -> Response:

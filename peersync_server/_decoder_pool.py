@@ -10,7 +10,8 @@ the core as ``Request(predecoded=...)``.
 
 Workers are started with ``spawn`` (never ``fork``: the server has threads
 holding locks) and warmed up at start so the first apply pays no start-up.
-A worker that dies is replaced and the request answered ``500 internal``.
+A worker that dies is replaced and the request answered ``500 internal``; a
+worker whose server died (``kill -9``) exits within half a second.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 from peersync_proto import DecodedSnapshot, RemoteProtocolError, decode_snapshot
@@ -49,6 +52,22 @@ def _warm() -> bool:
     return True
 
 
+#: How often a worker checks that the server that started it is alive.
+_PARENT_CHECK_S = 0.5
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Worker initializer: exit when the server dies (even by ``kill -9``),
+    instead of lingering as an orphan holding the server's stdout and stderr."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="peersync-parent-watch", daemon=True).start()
+
+
 class DecoderPool:
     """A small process pool running ``decode_snapshot``."""
 
@@ -66,7 +85,10 @@ class DecoderPool:
                 raise DecoderUnavailable("the decoder pool is shut down")
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=self._workers, mp_context=self._context
+                    max_workers=self._workers,
+                    mp_context=self._context,
+                    initializer=_watch_parent,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
 

@@ -12,7 +12,7 @@ import time
 from srv_util import TOKEN, make_state, snapshot_body
 
 
-def main(port: int, size: int, rounds: int) -> int:
+def main(port: int, size: int, rounds: int, read_back: bool) -> int:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     states = [make_state(size, tag=i) for i in range(2)]
     bodies = [snapshot_body(states[i % 2], epoch=i + 1) for i in range(rounds)]
@@ -37,6 +37,9 @@ def main(port: int, size: int, rounds: int) -> int:
         response.read()
         assert response.status == 200, response.status
         put_s = time.monotonic() - started
+        if not read_back:
+            print(f"round {i} put {put_s:.2f}s", flush=True)
+            continue
         conn.request("GET", "/api/sync/state", headers=auth)
         response = conn.getresponse()
         data = response.read()
@@ -51,4 +54,4 @@ def main(port: int, size: int, rounds: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "get"))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -19,8 +17,8 @@ from srv_util import (
     TOKEN,
     TOKEN_ENV,
     ServerProcess,
-    canonical,
     make_state,
+    read_until_close,
     server_process,
     snapshot_body,
 )
@@ -198,42 +196,60 @@ def test_help_lists_every_flag() -> None:
         assert flag in out
 
 
-def test_sigterm_during_an_upload_exits_0_and_leaves_old_or_new_state(tmp_path: Path) -> None:
-    args = _base_args(tmp_path)
+def _start_upload(port: int, body: bytes, sent: int) -> socket.socket:
     auth = f"Bearer {TOKEN}"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/api/sync/reconcile-lock", headers={"Authorization": auth})
+    grant = json.loads(conn.getresponse().read())
+    conn.close()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = (
+        f"PUT /api/sync/state HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+        f"X-Reconcile-Lock-Id: {grant['lockId']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body[:sent])
+    return sock
+
+
+def _state_after_restart(args: list[str], tmp_path: Path) -> object:
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        status, snap = _get(port, "/api/sync/state", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        assert proc.terminate()[0] == 0
+    return snap["state"]
+
+
+def test_sigterm_lets_an_in_flight_upload_finish_then_exits_0(tmp_path: Path) -> None:
+    args = _base_args(tmp_path)
     new_state = make_state(4_000_000, tag=1)
     body = snapshot_body(new_state, epoch=2)
     with server_process(args, cwd=tmp_path) as proc:
-        port = proc.wait_listening()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/api/sync/reconcile-lock", headers={"Authorization": auth})
-        grant = json.loads(conn.getresponse().read())
-        conn.close()
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        head = (
-            f"PUT /api/sync/state HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
-            f"X-Reconcile-Lock-Id: {grant['lockId']}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        sock.sendall(head + body[: len(body) // 2])
+        sock = _start_upload(proc.wait_listening(), body, len(body) // 2)
         time.sleep(0.2)
         proc.signal(signal.SIGTERM)
-        time.sleep(0.2)
-
-        def finish() -> None:
-            with contextlib.suppress(OSError):
-                sock.sendall(body[len(body) // 2 :])
-
-        sender = threading.Thread(target=finish)
-        sender.start()
+        time.sleep(0.3)  # the server is draining; the upload goes on
+        sock.sendall(body[len(body) // 2 :])
+        answer = read_until_close(sock, 10)
+        sock.close()
         proc.proc.wait(15)
-        sender.join()
+        assert proc.proc.returncode == 0
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert _state_after_restart(args, tmp_path) == new_state
+
+
+def test_sigterm_during_a_stalled_upload_exits_0_and_nothing_is_torn(tmp_path: Path) -> None:
+    args = [*_base_args(tmp_path), "--shutdown-grace", "0.5"]
+    body = snapshot_body(make_state(4_000_000, tag=1), epoch=2)
+    with server_process(args, cwd=tmp_path) as proc:
+        sock = _start_upload(proc.wait_listening(), body, len(body) // 2)
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.signal(signal.SIGTERM)  # and the rest of the body never comes
+        proc.proc.wait(15)
         sock.close()
         assert proc.proc.returncode == 0
-    with server_process(args, cwd=tmp_path) as proc:
-        port = proc.wait_listening()
-        status, snap = _get(port, "/api/sync/state", {"Authorization": auth})
-        assert status == 200
-        assert snap["state"] in ({}, new_state)
-        assert proc.terminate()[0] == 0
-    assert canonical(snap["state"]) in (b"{}", canonical(new_state))
+        assert time.monotonic() - started < 5
+    assert _state_after_restart(args, tmp_path) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -93,3 +94,37 @@ def test_kill_9_mid_apply_leaves_old_or_new_state_and_floors_never_go_back(
                 acked = i
                 applied_somewhere += 1
     assert applied_somewhere >= 1, f"no apply was ever acknowledged (seed {seed})"
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_decoder_worker_exits_when_its_server_is_killed(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    args = [
+        "--label", "b", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "state"),
+        "--api-token-file", str(token_file),
+    ]  # fmt: skip
+    with server_process(args, cwd=tmp_path) as proc:
+        proc.wait_listening()  # the decoder worker is up by now
+        descendants = _children(proc.proc.pid)
+        assert descendants, "no worker process found"
+        proc.kill9()
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in descendants) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in descendants)
