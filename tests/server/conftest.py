@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from srv_util import SECRET, TOKEN
+from srv_util import SECRET, TOKEN, ServerFactory
 
 from peersync_server import PeerSyncServer, ServerConfig
-
-ServerFactory = Callable[..., PeerSyncServer]
 
 
 @pytest.fixture

@@ -11,9 +11,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peersync_server import PeerSyncServer
+
+#: ``make_server(**ServerConfig fields)`` -> a started server (conftest.py).
+ServerFactory = Callable[..., "PeerSyncServer"]
 
 TOKEN = "t0k-server-test-9f2c"
 SECRET = "s3c-control-plane-41ab"

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerFactory
-from srv_util import AUTH, SECRET, canonical, make_state, snapshot_body
+from srv_util import AUTH, SECRET, ServerFactory, canonical, make_state, snapshot_body
 
 from peersync_server._server import PeerSyncServer
 

@@ -8,9 +8,9 @@ import json
 import socket
 import time
 
-from conftest import ServerFactory
 from srv_util import (
     AUTH,
+    ServerFactory,
     make_state,
     one_response,
     raw_exchange,
