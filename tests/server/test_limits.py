@@ -405,3 +405,14 @@ def test_restarted_server_gets_its_port_back_at_once(make_server: ServerFactory)
     assert second.port == port
     status, _, _ = one_response(raw_exchange(port, HEALTH))
     assert status == 200
+
+
+def test_head_request_gets_headers_without_a_body_and_framing_holds(
+    server: PeerSyncServer,
+) -> None:
+    pipeline = request("HEAD", "/api/peer/health", close=False) + HEALTH
+    raw = raw_exchange(server.port, pipeline)
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert b"content-length: " in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200 ")  # no body bytes between the two answers
