@@ -167,3 +167,26 @@ def test_control_plane_forcing_the_other_engine_during_a_partition_wins_the_heal
     (leader, checksum), _ = pair.wait_for("one leader", _settled(pair), timeout=HEAL_BOUND_S)
     assert leader == "b" and checksum == state_b
     pair.wait_log("a", "stepped down to follower", timeout=2)
+
+
+def test_a_split_brain_whose_locks_are_busy_is_healed_once_they_free_up(
+    pair: EnginePair,
+) -> None:
+    # Both engines lead, cut off from each other, while a third party holds
+    # b's reconcile lock for 4 s: the winner's first runs fail busy, and it
+    # tries again while the split brain lasts, until the lock frees up.
+    pair.partition()
+    pair.start(a_role="leader", b_role="leader")
+    pair.seed("a", {"scene": "A"}, seq=500, program="cam-1")  # a wins on seq
+    pair.seed("b", {"scene": "B"}, seq=100, program="cam-2")
+    with pair.b.client() as third_party:
+        third_party.acquire_lock(owner="someone-else", ttl_ms=4_000)
+    state_a = pair.checksum("a")
+    pair.heal()
+    pair.wait_log("a", "'reason': 'busy'", timeout=10)
+    (leader, checksum), _ = pair.wait_for("one leader", _settled(pair), timeout=15)
+    assert leader == "a" and checksum == state_a
+    pair.wait_log("a", "'outcome': 'reconciled'", timeout=2)
+    log = pair.a.log()
+    assert log.index("'reason': 'busy'") < log.index("'outcome': 'reconciled'")
+    assert "reconcile: starting (split brain persists)" in log
