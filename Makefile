@@ -53,3 +53,11 @@ sim: $(STAMP)
 sim-long: $(STAMP)
 	$(PY) -m tests.sim --measure
 	$(PY) -m tests.sim --hours 24
+
+# Long fuzz runs: make fuzz SECONDS=600 (the same harnesses make test runs briefly).
+fuzz: $(STAMP)
+	$(PY) -m fuzz.run --seconds $(or $(SECONDS),60)
+
+# The long variants of tests/hostile (20 s lock hammering, 200 kills, full load).
+hostile-long: $(STAMP)
+	PEERSYNC_LONG=1 $(PY) -m pytest tests/hostile -q

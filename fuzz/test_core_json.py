@@ -226,6 +226,10 @@ def _request(sc: dict[str, Any], lock_id: str) -> tuple[str, str, list[tuple[byt
     }
 )
 def test_core_answers_only_contract_codes_and_refusals_change_nothing(sc: dict[str, Any]) -> None:
+    check(sc)
+
+
+def check(sc: dict[str, Any]) -> None:
     rig, lock_id = _setup(sc)
     method, target, headers, body = _request(sc, lock_id)
     before = rig.engine.view()

@@ -423,13 +423,16 @@ def run_sequence(seq: list[tuple[Any, ...]]) -> None:
     json.dumps(runner.model.ids)
 
 
+SEQUENCES = st.lists(ops, min_size=5, max_size=80)
+
+
 @settings(
     max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     database=None,
 )
-@given(seq=st.lists(ops, min_size=5, max_size=80))
+@given(seq=SEQUENCES)
 def test_core_matches_the_reference_model_over_random_event_sequences(
     seq: list[tuple[Any, ...]],
 ) -> None:
