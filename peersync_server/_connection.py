@@ -390,13 +390,18 @@ class Connection:
         body = b""
         closing = False
         driver = self._driver
-        check = driver.precheck(method, target, headers, has_body)
+        snapshot = False
         if has_body or self._h11.they_are_waiting_for_100_continue:
+            check = driver.precheck(method, target, headers, has_body)
+            snapshot = check.snapshot
             if check.error is not None:
                 raw = _encode_core(error_response(0, check.error), method)
                 self._finish_early(raw, check.error.status, linger=has_body)
             if length is not None and length > check.limit:
                 self._too_large(check.limit)
+            if check.media_error is not None:
+                raw = _encode_core(error_response(0, check.media_error), method)
+                self._finish_early(raw, check.media_error.status, linger=has_body)
             if self._h11.they_are_waiting_for_100_continue:
                 self._sendall(
                     self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
@@ -405,7 +410,7 @@ class Connection:
         else:
             self._drain_empty_body()
         try:
-            if check.snapshot and body:
+            if snapshot and body:
                 predecoded = self._decoder.decode(body)
                 body = b""
                 response = driver.serve(

@@ -65,10 +65,18 @@ class Precheck:
     passed auth and size checks. Nothing here changes engine state.
     """
 
-    __slots__ = ("error", "limit", "snapshot")
+    __slots__ = ("error", "limit", "media_error", "snapshot")
 
-    def __init__(self, *, error: RemoteProtocolError | None, limit: int, snapshot: bool) -> None:
-        self.error = error
+    def __init__(
+        self,
+        *,
+        error: RemoteProtocolError | None,
+        media_error: RemoteProtocolError | None = None,
+        limit: int,
+        snapshot: bool,
+    ) -> None:
+        self.error = error  #: route or auth (answered before the size check)
+        self.media_error = media_error  #: Content-Type (answered after it, as the core does)
         self.limit = limit
         self.snapshot = snapshot
 
@@ -197,11 +205,15 @@ class EngineDriver:
                 check_control_plane(tuple(headers), cfg.control_plane_secret)
             elif found.auth is Auth.BEARER:
                 check_bearer(tuple(headers), cfg.api_token, no_auth=cfg.no_auth)
-            if has_body and found.takes_body:
-                check_content_type(tuple(headers))
         except RemoteProtocolError as err:
             return Precheck(error=err, limit=limit, snapshot=snapshot)
-        return Precheck(error=None, limit=limit, snapshot=snapshot)
+        media_error = None
+        if has_body and found.takes_body:
+            try:
+                check_content_type(tuple(headers))
+            except RemoteProtocolError as err:
+                media_error = err
+        return Precheck(error=None, media_error=media_error, limit=limit, snapshot=snapshot)
 
     def serve(
         self,

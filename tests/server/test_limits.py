@@ -416,3 +416,38 @@ def test_head_request_gets_headers_without_a_body_and_framing_holds(
     assert head.startswith(b"HTTP/1.1 405 ")
     assert b"content-length: " in head.lower()
     assert rest.startswith(b"HTTP/1.1 200 ")  # no body bytes between the two answers
+
+
+def _put_state_head(content_type: str, length: int) -> bytes:
+    return (
+        "PUT /api/sync/state HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\nX-Reconcile-Lock-Id: {'0' * 32}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_wrong_media_type_is_refused_before_the_body_is_read(server: PeerSyncServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_put_state_head("text/plain", 10_000_000))  # and no body
+        raw = read_until_close(sock, 5)
+    status, _, body = one_response(raw)
+    assert (status, body["code"]) == (415, "unsupported_media_type")
+
+
+def test_size_is_checked_before_media_type_as_the_core_does(make_server: ServerFactory) -> None:
+    server = make_server(max_snapshot_bytes=1000)
+    raw = raw_exchange(server.port, _put_state_head("text/plain", 1001))
+    _assert_own_error(raw, 413, "body_too_large")
+
+
+def test_unauthenticated_upload_is_refused_before_the_body_is_read(
+    server: PeerSyncServer,
+) -> None:
+    head = _put_state_head("application/json", 10_000_000).replace(
+        AUTH["Authorization"].encode(), b"Bearer wrong"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        raw = read_until_close(sock, 5)
+    status, _, body = one_response(raw)
+    assert (status, body["code"]) == (401, "unauthorized")
