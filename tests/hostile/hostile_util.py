@@ -166,5 +166,5 @@ def server(tmp: Path, **kw: Any) -> Iterator[Server]:
 
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]

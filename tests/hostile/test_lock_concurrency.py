@@ -16,6 +16,7 @@ sent and received every call. The checks (issue 6):
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -79,13 +80,13 @@ def _hammer(url: str, index: int, stop_at: float, calls: list[Call], seed: int) 
                 if step < 0.5:
                     tag = rng.randrange(1 << 40)
                     body = snapshot_body({"tag": tag, "by": index}, seq=index)
-                    call("apply", lambda b=body: client.apply_state(b, lock_id), lock_id, tag)
+                    call("apply", lambda b=body, i=lock_id: client.apply_state(b, i), lock_id, tag)
                 elif step < 0.8:
-                    call("refresh", lambda: client.refresh_lock(lock_id), lock_id)
+                    call("refresh", lambda i=lock_id: client.refresh_lock(i), lock_id)
                 else:
                     # Mostly short holds; one in ten sleeps past the TTL.
                     time.sleep(rng.choices([0.01, 0.1, 1.1], weights=[6, 3, 1])[0])
-            call("release", lambda: client.release_lock(lock_id), lock_id)
+            call("release", lambda i=lock_id: client.release_lock(i), lock_id)
 
 
 def _beliefs(calls: list[Call]) -> list[tuple[float, float, Call]]:
@@ -137,7 +138,7 @@ def test_sixteen_clients_never_hold_the_lock_at_once_and_tokens_rise(tmp_path: P
 
     # 1. Belief intervals never overlap.
     beliefs = _beliefs(calls)
-    for (s1, e1, g1), (s2, _e2, g2) in zip(beliefs, beliefs[1:], strict=False):
+    for (_s1, e1, g1), (s2, _e2, g2) in itertools.pairwise(beliefs):
         assert s2 >= e1, (
             f"client {g2.client} was granted at {s2:.4f} while client {g1.client} "
             f"could still believe it held the lock until {e1:.4f} {where}"
