@@ -205,10 +205,13 @@ class MonitorView:
     last_peer_epoch: int
     clash: bool
     relation: Relation
-    #: (own epoch, peer epoch) when ``relation`` was last seen. Re-entering a
-    #: split brain takes a promotion, which raises an epoch: when these differ
-    #: it is a new episode even if no probe saw the pair in between.
-    relation_epochs: tuple[int, int] = (0, 0)
+    #: (own epoch, peer epoch, winner) when ``relation`` was last seen. A new
+    #: split brain (or no-leader) episode starts when any of them changes, not
+    #: only the relation: re-entering a split brain takes a promotion, which
+    #: raises an epoch even if no probe saw the pair leave it; and both
+    #: leaders run commands, so the winner by sequence can change within one
+    #: split brain (the engine that now wins must hear of it, or no one heals).
+    episode: tuple[int, int, str] = (0, 0, "")
 
 
 class PeerMonitor:
@@ -355,17 +358,17 @@ class PeerMonitor:
         if before is not PeerState.UP:
             out.append(PeerUp(health=health))
         relation = _relation(own.role, health.role) if not view.clash else Relation.NONE
-        epochs = (own.epoch, health.epoch)
-        episode = relation is not view.relation or epochs != view.relation_epochs
-        if episode and relation in (Relation.SPLIT_BRAIN, Relation.NO_LEADER):
-            winner = pick_winner(own.standing, health.standing).label
+        winner = "" if view.clash else pick_winner(own.standing, health.standing).label
+        episode = (own.epoch, health.epoch, winner)
+        new_episode = relation is not view.relation or episode != view.episode
+        if new_episode and relation in (Relation.SPLIT_BRAIN, Relation.NO_LEADER):
             report = SplitBrain if relation is Relation.SPLIT_BRAIN else NoLeader
             out.append(report(own=own.standing, peer=health.standing, winner=winner))
-        view = attrs.evolve(view, relation=relation, relation_epochs=epochs)
+        view = attrs.evolve(view, relation=relation, episode=episode)
         if (
             self._config.policy is FailoverPolicy.AUTO
             and relation is Relation.NO_LEADER
-            and pick_winner(own.standing, health.standing).label == own.label
+            and winner == own.label
         ):
             out.append(
                 Promote(cause=Cause.ELECTED, epoch=promotion_epoch(own.epoch, view.last_peer_epoch))

@@ -18,13 +18,13 @@ from peersync_proto import (
 MS = 1_000_000
 
 
-def _health(label: str, role: str, epoch: int) -> bytes:
+def _health(label: str, role: str, epoch: int, seq: int = 0) -> bytes:
     return json.dumps(
         {
             "status": "ok",
             "uptimeMs": 1,
             "programSource": "",
-            "lastCommandSeq": 0,
+            "lastCommandSeq": seq,
             "engineLabel": label,
             "epoch": epoch,
             "role": role,
@@ -81,3 +81,23 @@ def test_a_lasting_split_brain_is_still_reported_once() -> None:
         if isinstance(o, SplitBrain)
     ]
     assert len(reports) == 1
+
+
+def test_a_split_brain_whose_winner_changes_by_sequence_is_reported_again() -> None:
+    # Seed 15546: both lead and run commands. b first saw a win (equal
+    # sequences, lower label); a, probing later, saw b win. Each had reported
+    # once, naming the other: nobody reconciled. A changed winner is news.
+    mon = PeerMonitor(MonitorConfig(), now=0)
+    early = OwnStanding(label="b", role=Role.LEADER, epoch=0, last_command_seq=0)
+    first = _probe(mon, 0, early, _health("a", "leader", 0, seq=0))
+    assert [o.winner for o in first if isinstance(o, SplitBrain)] == ["a"]
+    later = OwnStanding(label="b", role=Role.LEADER, epoch=0, last_command_seq=5)
+    again = _probe(mon, 200 * MS, later, _health("a", "leader", 0, seq=3))
+    assert [o.winner for o in again if isinstance(o, SplitBrain)] == ["b"]
+    # Sequences moving without changing the winner are not news.
+    quiet = OwnStanding(label="b", role=Role.LEADER, epoch=0, last_command_seq=9)
+    assert not [
+        o
+        for o in _probe(mon, 400 * MS, quiet, _health("a", "leader", 0, seq=4))
+        if isinstance(o, SplitBrain)
+    ]

@@ -11,8 +11,14 @@ from peersync_proto import Response, Role
 from tests.sim.checks import SimFailure
 from tests.sim.measure import crash_takeover, false_takeovers, hang_takeover, partition_heal
 from tests.sim.network import MS, RTO_NS, LinkFaults, Network, Partition
+from tests.sim.pinned import (
+    ORPHAN_LOCK_1936,
+    RE_ENTERED_615,
+    REPORT_WHILE_RUNNING_7931,
+    WINNER_FLIP_15546,
+)
 from tests.sim.runner import run_seed, run_seeds
-from tests.sim.scenario import Fault, Scenario, draw_scenario
+from tests.sim.scenario import Scenario, draw_scenario
 from tests.sim.world import Conn, World
 
 SEEDS_IN_CI = 1_000
@@ -50,38 +56,43 @@ def test_seeds_draw_every_kind_of_fault() -> None:
     assert kinds == {"crash", "pause", "stall", "force", "one-way", "two-way", "loss", "jitter"}
 
 
-# -- the regression the simulation found (seeds 615, 841, 955 before the fix) ---
+# -- what the simulation found (tests/sim/pinned.py) ---------------------------
 
-#: Seed 615 as it was drawn when it found the bug (pinned: later kinds of fault
-#: add draws to every seed).
-SEED_615 = Scenario(
-    seed=615,
-    roles=("leader", "follower"),
-    link=LinkFaults(delay_ns=211141, jitter_ns=1 * MS, loss=0.0, until=3046 * MS),
-    partitions=(
-        Partition(src="b", dst="a", start=1751902107, end=2588978536),
-        Partition(src="a", dst="b", start=1751902107, end=2588978536),
-    ),
-    faults=(
-        Fault(kind="pause", label="b", at=975893358, until=1629234875),
-        Fault(kind="force", label="b", at=1844768615),
-        Fault(kind="force", label="a", at=2715168291),
-    ),
-    faults_end=3046 * MS,
-    host_delay_ns=0,
-    command_chance=0.5,
-)
+
+def _settled(scenario: Scenario) -> World:
+    world = World(scenario)
+    world.run()  # raises SimFailure with the trace if the pair did not settle
+    return world
 
 
 def test_a_split_brain_re_entered_between_two_probes_is_still_healed() -> None:
-    # b reconciled (a stepped down), then a was forced leader again, all
-    # between two probes of each monitor: neither saw the pair leave the split
-    # brain, so before the fix neither reported it again (and a, now the
-    # winner, never reconciled): two leaders for good.
-    world = World(SEED_615)
-    world.run()
+    # Before the monitor's fix neither engine reported the second split brain
+    # (and a, now its winner, never reconciled): two leaders for good.
+    world = _settled(RE_ENTERED_615)
     assert [n.role for n in world.nodes.values()] == [Role.LEADER, Role.FOLLOWER]
     assert [(r.winner, r.loser) for _, r in world.reconciled] == [("b", "a"), ("a", "b")]
+
+
+def test_a_split_brain_whose_winner_changes_by_sequence_is_still_healed() -> None:
+    # Before the monitor's fix each engine's one report named the other.
+    world = _settled(WINNER_FLIP_15546)
+    assert world.reconciled
+
+
+def test_a_split_brain_seen_again_while_the_last_reconcile_finishes_is_healed() -> None:
+    # Failed before the monitor's fix: a's report of the new split brain came
+    # while its previous reconciler was finishing, and was the only one. The
+    # host here also keeps such a report for when the running one ends.
+    world = _settled(REPORT_WHILE_RUNNING_7931)
+    assert len(world.reconciled) >= 2
+
+
+def test_a_lock_left_by_a_killed_reconciler_delays_the_next_heal_by_its_ttl() -> None:
+    # Contract 3.5 leaves no other way out: nobody knows the dead one's lock id.
+    world = _settled(ORPHAN_LOCK_1936)
+    waited = world.heal_from - ORPHAN_LOCK_1936.faults_end
+    assert 25_000 * MS < waited <= 30_000 * MS
+    assert world.settled_after() <= 2_000 * MS
 
 
 # -- the targets (issue 4), with the sample sizes CI can afford ----------------

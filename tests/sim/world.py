@@ -55,12 +55,11 @@ from peersync_proto import (
     SnapshotApplied,
     SnapshotCaptured,
     SplitBrain,
-    Standing,
     StepDown,
     Tick,
     canonical_json,
-    pick_winner,
 )
+from peersync_proto._monitor import Relation
 from peersync_proto._reconcile_events import ReconcileOutput
 from tests.sim.checks import Checks, SimFailure
 from tests.sim.network import MS, Network
@@ -107,6 +106,8 @@ class Node:
     rec: Reconciler | None = None
     rec_gen: int = 0
     rec_retry_at: int | None = None
+    rec_started_at: int = 0
+    rec_again: bool = False  #: a split brain was reported while a reconciler ran
     backlog: list[tuple[Handler, tuple[Any, ...]]] = attrs.Factory(list)
     probes: set[int] = attrs.Factory(set)
     calls: set[tuple[int, int]] = attrs.Factory(set)
@@ -121,6 +122,8 @@ class Node:
     seq: int = 0
     program: str = "cam-0"
     applied: bytes = b""  #: the canonical state bytes of the last snapshot applied
+    applied_at: int = -1
+    last_led: int = -1  #: the last step at which it was leader
 
 
 class World:
@@ -145,6 +148,7 @@ class World:
         self.reconciled: list[tuple[int, Reconciled]] = []
         self.failed: list[tuple[int, ReconcileFailed]] = []
         self.commands_until = scenario.faults_end
+        self.heal_from = scenario.faults_end
         for node in self.nodes.values():
             self._push(0, None, None, self._start, node.label)
         for fault in scenario.faults:
@@ -187,9 +191,9 @@ class World:
         """Bookkeeping after a node moved: its role, its next wake, the checks."""
         engine = node.engine
         if engine is not None:
-            role = engine.role
-            if role is not node.role:
-                node.role = role
+            role = node.role = engine.role
+            if role is Role.LEADER:
+                node.last_led = self.now
             deadline = engine.next_deadline()
             rec = node.rec
             if rec is not None:
@@ -204,16 +208,22 @@ class World:
         self.checks.after_step(node)
 
     def run(self) -> None:
-        """Faults, then the heal window, then the end-of-run checks."""
-        end = self.scenario.faults_end + HEAL_NS
-        self.run_until(end)
-        self.checks.at_end(self.scenario.faults_end)
+        """Faults, then the heal window, then the end-of-run checks.
+
+        The 2 s window opens when the faults stop, or, when a reconciler died
+        with a lock (its process was killed), when the last such lock runs out
+        its TTL: until then no reconciler can take it (contract 3.5).
+        """
+        self.run_until(self.scenario.faults_end)
+        self.heal_from = max(self.scenario.faults_end, self.checks.orphans_expire())
+        self.run_until(self.heal_from + HEAL_NS)
+        self.checks.at_end(self.heal_from)
 
     def settled_after(self) -> int:
-        """How long after the faults ended the last role change or reconcile came."""
+        """How long after the heal window opened the last role change or reconcile came."""
         end = self.scenario.faults_end
         last = max([end] + [at for at, *_ in self.roles] + [at for at, _ in self.reconciled])
-        return last - end
+        return last - max(end, self.heal_from)
 
     def note(self, label: str, what: str, detail: Any = "") -> None:
         self.trace.append((self.now, label, what, detail))
@@ -374,8 +384,12 @@ class World:
                 self.note(node.label, type(out).__name__, f"epoch {out.epoch} {cause}")
             elif isinstance(out, SplitBrain):
                 self.note(node.label, "split brain", f"winner {out.winner}")
-                if out.winner == node.label and (node.rec is None or node.rec.outcome is not None):
+                if out.winner != node.label:
+                    pass
+                elif node.rec is None or node.rec.outcome is not None:
                     self._start_reconcile(node)
+                else:  # a reconciler runs already: check again once it ends
+                    node.rec_again = True
             elif isinstance(out, LabelClash):
                 raise self.fail(f"{node.label}: label clash reported between distinct labels")
             else:
@@ -407,6 +421,7 @@ class World:
     def _applied(self, node: Node, out: ApplySnapshot) -> None:
         snap = out.snapshot
         node.state = json.loads(snap.state)
+        node.applied_at = self.now
         node.seq, node.program, node.applied = (
             snap.last_command_seq,
             snap.program_source,
@@ -420,7 +435,8 @@ class World:
     # -- the host: the reconciler -----------------------------------------
     def _start_reconcile(self, node: Node) -> None:
         node.rec_gen += 1
-        node.rec_retry_at = None
+        node.rec_retry_at, node.rec_again = None, False
+        node.rec_started_at = self.now
         node.rec = Reconciler(
             ReconcilerConfig(owner=f"peersync-{node.label}", ttl_ms=self.scenario.lock_ttl_ms),
             entropy=lambda n: self.rng.randbytes(n),
@@ -429,16 +445,12 @@ class World:
         self._rec_out(node, node.rec.start(self.now))
 
     def _retry_reconcile(self, node: Node) -> None:
-        """Start again while the split brain lasts and we still win it."""
+        """Start again while the split brain lasts (as our monitor last saw
+        it) and we still win it."""
         assert node.engine is not None
-        view = node.engine.view()
-        mon = view.monitor
-        if mon is None or mon.peer is None or mon.relation.value != "split_brain":
-            return
-        mine = Standing(
-            label=node.label, epoch=view.epoch, last_command_seq=view.host.last_command_seq
-        )
-        if pick_winner(mine, mon.peer.standing).label == node.label:
+        mon = node.engine.view().monitor
+        assert mon is not None
+        if mon.relation is Relation.SPLIT_BRAIN and mon.episode[2] == node.label:
             self._start_reconcile(node)
 
     def _rec_out(self, node: Node, outputs: tuple[ReconcileOutput, ...]) -> None:
@@ -466,10 +478,12 @@ class World:
                 self.note(node.label, "reconciled", out)
                 self.checks.reconciled(node, out)
                 self.reconciled.append((self.now, out))
+                if node.rec_again:
+                    node.rec_retry_at = self.now
             else:
                 self.note(node.label, "reconcile failed", out)
                 self.failed.append((self.now, out))
-                node.rec_retry_at = self.now + RETRY_RECONCILE_NS
+                node.rec_retry_at = self.now + (0 if node.rec_again else RETRY_RECONCILE_NS)
 
     # -- the wire -------------------------------------------------------------
     def _send(self, src: str, dst: str, conn: Conn) -> None:
@@ -529,7 +543,7 @@ class World:
             )
             self._engine_out(node, node.engine.handle(event))
             return
-        if conn.key not in node.calls or node.rec is None:
+        if conn.key not in node.calls or node.rec is None or conn.key[0] != node.rec_gen:
             return
         node.calls.discard(conn.key)
         answer = CallAnswered(now=self.now, call_id=conn.key[1], status=resp.status, body=resp.body)
@@ -546,7 +560,7 @@ class World:
             event = ProbeFailed(now=self.now, probe_id=conn.key, failure=ProbeFailure.REFUSED)
             self._engine_out(node, node.engine.handle(event))
             return
-        if conn.key not in node.calls or node.rec is None:
+        if conn.key not in node.calls or node.rec is None or conn.key[0] != node.rec_gen:
             return
         node.calls.discard(conn.key)
         self._rec_out(
