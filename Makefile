@@ -61,3 +61,20 @@ fuzz: $(STAMP)
 # The long variants of tests/hostile (20 s lock hammering, 200 kills, full load).
 hostile-long: $(STAMP)
 	PEERSYNC_LONG=1 $(PY) -m pytest tests/hostile -q
+
+# Side-by-side benchmarks (bench/run.py): peersync-server beside the stdlib,
+# a bare h11 server and uvicorn, then failover and the core; writes
+# docs/performance.md. A few minutes, so not part of `make test`. Uses wrk
+# (installed here when apt-get can; else bench/loadgen.py makes the load).
+BENCH_STAMP := $(VENV)/.installed-bench
+.PHONY: bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 \
+		|| sudo -n apt-get install -y -q wrk >/dev/null 2>&1 \
+		|| echo "wrk not installed: bench/loadgen.py makes the load"
+	$(PY) bench/run.py
