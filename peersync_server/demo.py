@@ -143,6 +143,8 @@ def run_demo(pair: EnginePair, say: _Narrator) -> None:
             return (leaders[0], a) if a is not None and a == b else None
 
         (leader, checksum), took = pair.wait_for("one leader, equal states", settled, timeout=8)
+        # The apply (what we just saw) comes before the winner logs the outcome.
+        pair.wait_log(leader, "reconcile: finished", timeout=3)
         winner_log = pair.engine(leader).log()
         outcome = [line for line in winner_log.splitlines() if "reconcile: finished" in line]
         _require(step, bool(outcome), f"no reconcile outcome in {leader}'s log")
