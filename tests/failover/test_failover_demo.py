@@ -51,6 +51,7 @@ def test_a_failing_step_is_named_exits_1_and_leaves_nothing_behind(
         return pair
 
     monkeypatch.setattr(demo.EnginePair, "create", staticmethod(sabotaged))
+    monkeypatch.setattr(demo, "TAKEOVER_LIMIT_S", 1.0)
     assert demo.main([]) == 1
     err = capsys.readouterr().err
     assert "demo FAILED: step 'kill -9' failed" in err

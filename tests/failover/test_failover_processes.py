@@ -120,7 +120,7 @@ def test_restart_over_persisted_state_comes_back_follower(pair: EnginePair) -> N
     health_a = pair.a.health()
     assert health_a is not None and health_a.role is Role.FOLLOWER
     assert pair.checksum("a") == checksum_a  # its persisted state
-    assert _stays_one_leader(pair, 1.5) == ["b"]
+    assert _stays_one_leader(pair, 1.0) == ["b"]
 
 
 def test_two_engines_started_follower_elect_exactly_one_leader(pair: EnginePair) -> None:
