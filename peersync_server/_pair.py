@@ -250,8 +250,10 @@ class EnginePair:
         self.proxy_to_a.set_mode(ProxyMode.PASS)
         self.proxy_to_b.set_mode(ProxyMode.PASS)
 
-    def roles(self) -> dict[str, PeerHealth | None]:
-        return {"a": self.a.health(), "b": self.b.health()}
+    def roles(self, *, timeout: float = 2.0) -> dict[str, PeerHealth | None]:
+        """Both engines' own health answers (``None``: no answer in ``timeout``;
+        generous, so a loaded machine does not read as a lost leader)."""
+        return {"a": self.a.health(timeout=timeout), "b": self.b.health(timeout=timeout)}
 
     def leaders(self) -> list[str]:
         return [
