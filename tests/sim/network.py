@@ -70,11 +70,13 @@ class Network:
             # a retransmission interval after the heal.
             at = held.end + rng.randrange(RTO_NS)
             held = self.partitioned(src, dst, at)
-        faulty = at < f.until
-        if faulty and f.loss:
+        if f.loss:
+            # Each transmission sent while faults are on may be lost; the
+            # retransmission follows one RTO later, doubling each time.
             rto = RTO_NS
-            while rng.random() < f.loss:
+            while at < f.until and rng.random() < f.loss:
                 at += rto
                 rto *= 2
+        faulty = at < f.until
         jitter = rng.randint(0, f.jitter_ns) if faulty and f.jitter_ns else 0
         return at + f.delay_ns + jitter

@@ -148,6 +148,13 @@ def test_a_lost_segment_is_retransmitted_late_and_a_local_call_is_immediate() ->
     assert _net(delay_ns=MS, loss=0.999, until=0).arrival("a", "b", 5) == 5 + MS
 
 
+def test_a_retransmission_sent_after_the_faults_end_is_not_lost_again() -> None:
+    # Lost at 0 and at 200 ms (faults on until 300 ms); the copy sent at 600 ms
+    # is past the faults, so it arrives: faults do not reach past their end.
+    net = _net(delay_ns=MS, loss=0.999, until=300 * MS)
+    assert net.arrival("a", "b", 0) == 600 * MS + MS
+
+
 # -- the checks fail when their rule is broken ---------------------------------
 
 
