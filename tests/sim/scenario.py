@@ -52,6 +52,9 @@ class Scenario:
     host_delay_ns: int  #: capture and apply take up to this long
     command_chance: float  #: a leader executes a command on a host tick with this chance
     lock_ttl_ms: int = 30_000  #: the TTL the engines' reconcilers ask for
+    #: each machine's monotonic clock reads world time plus this (machines
+    #: booted at different times): nothing may compare instants across them
+    clocks: tuple[int, int] = (0, 0)
 
     def describe(self) -> list[str]:
         lk = self.link
@@ -136,4 +139,5 @@ def draw_scenario(seed: int) -> Scenario:
         host_delay_ns=host_delay_ns,
         command_chance=command_chance,
         lock_ttl_ms=rng.choice([1_000, 2_000, 30_000, 30_000]),
+        clocks=(rng.randrange(10**15), rng.randrange(10**15)),
     )

@@ -115,6 +115,7 @@ class Node:
     rid: int = 0
     wake_at: int | None = None
     stalled_until: int = 0  #: the engine loop is frozen until then
+    clock: int = 0  #: this machine's monotonic clock reads world time + this
     role: Role = Role.FOLLOWER  #: as last observed
     # -- the disk: survives a crash --------------------------------------
     floors: Floors | None = None
@@ -149,7 +150,8 @@ class World:
         self.failed: list[tuple[int, ReconcileFailed]] = []
         self.commands_until = scenario.faults_end
         self.heal_from = scenario.faults_end
-        for node in self.nodes.values():
+        for node, clock in zip(self.nodes.values(), scenario.clocks, strict=True):
+            node.clock = clock
             self._push(0, None, None, self._start, node.label)
         for fault in scenario.faults:
             if fault.kind == FaultKind.CRASH:
@@ -200,6 +202,8 @@ class World:
                 rd = rec.next_deadline()
                 if rd is not None and (deadline is None or rd < deadline):
                     deadline = rd
+            if deadline is not None:
+                deadline -= node.clock  # the engine's clock -> the world's
             if node.rec_retry_at is not None and (deadline is None or node.rec_retry_at < deadline):
                 deadline = node.rec_retry_at
             if deadline is not None and (node.wake_at is None or deadline < node.wake_at):
@@ -240,7 +244,7 @@ class World:
             EngineConfig(
                 label=label, role=node.initial_role, api_token=TOKEN, control_plane_secret=SECRET
             ),
-            now=self.now,
+            now=self.now + node.clock,
             entropy=_Entropy(f"{self.scenario.seed}/{label}/{node.inc}"),
             floors=node.floors,
             monitor=self.monitor,
@@ -308,14 +312,15 @@ class World:
         node.wake_at = None
         engine = node.engine
         assert engine is not None
+        now = self.now + node.clock
         deadline = engine.next_deadline()
-        if deadline is not None and deadline <= self.now:
-            self._engine_out(node, engine.handle(Tick(now=self.now)))
+        if deadline is not None and deadline <= now:
+            self._engine_out(node, engine.handle(Tick(now=now)))
         rec = node.rec
         if rec is not None:
             rd = rec.next_deadline()
-            if rd is not None and rd <= self.now:
-                self._rec_out(node, rec.handle(Tick(now=self.now)))
+            if rd is not None and rd <= now:
+                self._rec_out(node, rec.handle(Tick(now=now)))
         if node.rec_retry_at is not None and node.rec_retry_at <= self.now:
             node.rec_retry_at = None
             self._retry_reconcile(node)
@@ -339,7 +344,7 @@ class World:
             node,
             engine.handle(
                 HostStatus(
-                    now=self.now,
+                    now=self.now + node.clock,
                     program_source=node.program,
                     last_command_seq=node.seq,
                     last_executed_seq=node.seq,
@@ -402,7 +407,7 @@ class World:
 
     def _capture(self, node: Node, out: CaptureSnapshot) -> None:
         captured = SnapshotCaptured(
-            now=self.now,
+            now=self.now + node.clock,
             request_id=out.request_id,
             state=canonical_json(node.state),
             captured_at_us=1_700_000_000_000_000 + self.now // 1000,
@@ -415,7 +420,7 @@ class World:
 
     def _captured(self, node: Node, captured: SnapshotCaptured) -> None:
         assert node.engine is not None
-        event = attrs.evolve(captured, now=self.now)
+        event = attrs.evolve(captured, now=self.now + node.clock)
         self._engine_out(node, node.engine.handle(event))
 
     def _applied(self, node: Node, out: ApplySnapshot) -> None:
@@ -429,7 +434,7 @@ class World:
         )
         self.note(node.label, "applied", f"seq {snap.last_command_seq} from {snap.engine_label}")
         assert node.engine is not None
-        done = SnapshotApplied(now=self.now, request_id=out.request_id)
+        done = SnapshotApplied(now=self.now + node.clock, request_id=out.request_id)
         self._engine_out(node, node.engine.handle(done))
 
     # -- the host: the reconciler -----------------------------------------
@@ -442,7 +447,7 @@ class World:
             entropy=lambda n: self.rng.randbytes(n),
         )
         self.note(node.label, "reconciler", f"generation {node.rec_gen}")
-        self._rec_out(node, node.rec.start(self.now))
+        self._rec_out(node, node.rec.start(self.now + node.clock))
 
     def _retry_reconcile(self, node: Node) -> None:
         """Start again while the split brain lasts (as our monitor last saw
@@ -503,7 +508,7 @@ class World:
         node.incoming[rid] = conn
         outputs = engine.handle(
             Request(
-                now=self.now,
+                now=self.now + node.clock,
                 request_id=rid,
                 method=conn.method,
                 target=conn.path,
@@ -539,14 +544,16 @@ class World:
                 return  # abandoned: its connection is closed
             node.probes.discard(conn.key)
             event = ProbeAnswered(
-                now=self.now, probe_id=conn.key, status=resp.status, body=resp.body
+                now=self.now + node.clock, probe_id=conn.key, status=resp.status, body=resp.body
             )
             self._engine_out(node, node.engine.handle(event))
             return
         if conn.key not in node.calls or node.rec is None or conn.key[0] != node.rec_gen:
             return
         node.calls.discard(conn.key)
-        answer = CallAnswered(now=self.now, call_id=conn.key[1], status=resp.status, body=resp.body)
+        answer = CallAnswered(
+            now=self.now + node.clock, call_id=conn.key[1], status=resp.status, body=resp.body
+        )
         self._rec_out(node, node.rec.handle(answer))
 
     def _failed(self, conn: Conn, why: str) -> None:
@@ -557,14 +564,17 @@ class World:
                 return
             node.probes.discard(conn.key)
             self.note(node.label, "probe refused", conn.key)
-            event = ProbeFailed(now=self.now, probe_id=conn.key, failure=ProbeFailure.REFUSED)
+            event = ProbeFailed(
+                now=self.now + node.clock, probe_id=conn.key, failure=ProbeFailure.REFUSED
+            )
             self._engine_out(node, node.engine.handle(event))
             return
         if conn.key not in node.calls or node.rec is None or conn.key[0] != node.rec_gen:
             return
         node.calls.discard(conn.key)
         self._rec_out(
-            node, node.rec.handle(CallFailed(now=self.now, call_id=conn.key[1], reason=why))
+            node,
+            node.rec.handle(CallFailed(now=self.now + node.clock, call_id=conn.key[1], reason=why)),
         )
 
 
