@@ -20,7 +20,7 @@ import errno
 import os
 import resource
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,8 @@ from hostile_util import (
     state_text,
 )
 
-from peersync_server import PeerSyncClient, PeerSyncError
+from peersync_proto import decode_snapshot
+from peersync_server import PeerSyncClient, PeerSyncError, StandaloneHost
 
 
 def _mount(args: list[str]) -> str | None:
@@ -78,7 +79,14 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
-def _prove_fault_then_recover(srv: Server, fault_on: object, fault_off: object) -> None:
+Switch = Callable[[], object]
+#: Contract 2 and 3.4: the host could not apply (``apply_failed``), or failed
+#: while serving the request, say spooling the upload (``internal``). Either
+#: way a 500 with a code: never a connection closed without an answer.
+FAILED_APPLY = {(500, "apply_failed"), (500, "internal")}
+
+
+def _prove_fault_then_recover(srv: Server, fault_on: Switch, fault_off: Switch) -> None:
     """Apply A, take the lock, fault, apply B (500), check, clear, apply B (200)."""
     state_a, state_b = make_state(20_000, tag=1), make_state(1_500_000, tag=2)
     with PeerSyncClient(srv.url, api_token=TOKEN, timeout=30) as client:
@@ -86,11 +94,10 @@ def _prove_fault_then_recover(srv: Server, fault_on: object, fault_off: object) 
         client.apply_state(snapshot_body(state_a, epoch=3, seq=10), first.lock_id)
         client.release_lock(first.lock_id)
         grant = client.acquire_lock(owner="recon", ttl_ms=60_000)
-        assert callable(fault_on)
         fault_on()
         with pytest.raises(PeerSyncError) as refused:
             client.apply_state(snapshot_body(state_b, epoch=4, seq=20), grant.lock_id)
-        assert (refused.value.status, refused.value.code) == (500, "apply_failed")
+        assert (refused.value.status, refused.value.code) in FAILED_APPLY
         # The old state whole, byte-equal; the lock still held by the same holder.
         assert state_text(client.get_state_bytes()) == canonical(state_a)
         status = client.lock_status()
@@ -98,7 +105,6 @@ def _prove_fault_then_recover(srv: Server, fault_on: object, fault_off: object) 
         assert status.fencing_token == grant.fencing_token
         health = client.peer_health()
         assert health.epoch == 3 and health.last_command_seq == 10
-        assert callable(fault_off)
         fault_off()
         result = client.apply_state(snapshot_body(state_b, epoch=4, seq=20), grant.lock_id)
         assert result.epoch == 4
@@ -121,44 +127,57 @@ def test_full_disk_during_apply_is_500_and_keeps_the_old_state_and_the_lock(
 def test_failed_apply_on_a_full_disk_leaves_no_temp_file_eating_the_space(
     tmp_path: Path,
 ) -> None:
+    """The host itself (in process), so no upload path can fail first."""
     disk = tmp_path / "disk"
-    with small_tmpfs(disk, "3m"), server(tmp_path, state_dir=disk / "state") as srv:
-        with PeerSyncClient(srv.url, api_token=TOKEN, timeout=30) as client:
-            grant = client.acquire_lock(owner="recon", ttl_ms=60_000)
-            filler = _fill(disk)
-            filler.unlink()
-            big = disk / "big"
-            big.write_bytes(b"\0" * 1_800_000)  # ~1.2 MB left: B's state does not fit
-            with pytest.raises(PeerSyncError):
-                client.apply_state(
-                    snapshot_body(make_state(1_500_000, tag=2), epoch=4), grant.lock_id
-                )
-        leftovers = [p.name for p in (disk / "state").iterdir() if p.name.endswith(".tmp")]
-        assert leftovers == [], f"partial temp files left on the full disk: {leftovers}"
+    with small_tmpfs(disk, "3m"):
+        host = StandaloneHost(disk / "state")
+        host.open("a")
+        try:
+            _fill(disk).unlink()
+            (disk / "big").write_bytes(b"\0" * 1_800_000)  # ~1.2 MB left
+            snapshot = decode_snapshot(snapshot_body(make_state(1_500_000, tag=2), epoch=4))
+            with pytest.raises(OSError):
+                host.apply(snapshot)  # does not fit
+            leftovers = [p.name for p in (disk / "state").iterdir() if p.name.endswith(".tmp")]
+            assert leftovers == [], f"partial temp files left on the full disk: {leftovers}"
+        finally:
+            (disk / "big").unlink(missing_ok=True)
+            host.close()
 
 
 def _chattr(flag: str, path: Path) -> bool:
     try:
-        done = subprocess.run(["chattr", flag, str(path)], capture_output=True, timeout=10)
+        done = subprocess.run(
+            ["chattr", flag, str(path)], capture_output=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
 
 
 @contextlib.contextmanager
-def read_only_switch(state_dir: Path) -> Iterator[tuple[object, object]]:
+def read_only_switch(state_dir: Path) -> Iterator[tuple[Switch, Switch]]:
     """Make ``state_dir`` refuse new entries: ``chattr +i`` (stops root too),
     or ``chmod 0500`` when not root; skip when neither can work."""
     probe = state_dir.parent / "probe"
     probe.mkdir()
     chattr_ok = _chattr("+i", probe) and _chattr("-i", probe)
     probe.rmdir()
-    if chattr_ok:
-        on, off = (lambda: _chattr("+i", state_dir)), (lambda: _chattr("-i", state_dir))
-    elif os.geteuid() != 0:
-        on, off = (lambda: state_dir.chmod(0o500)), (lambda: state_dir.chmod(0o700))
-    else:
+    if not chattr_ok and os.geteuid() == 0:
         pytest.skip("root ignores chmod and this file system has no chattr +i")
+
+    def on() -> None:
+        if chattr_ok:
+            assert _chattr("+i", state_dir)
+        else:
+            state_dir.chmod(0o500)
+
+    def off() -> None:
+        if chattr_ok:
+            assert _chattr("-i", state_dir)
+        else:
+            state_dir.chmod(0o700)
+
     try:
         yield on, off
     finally:
@@ -230,7 +249,7 @@ def test_file_size_limit_during_apply_is_500_and_keeps_the_old_state_and_the_loc
             client.apply_state(snapshot_body(state_a, epoch=3, seq=10), grant.lock_id)
             with pytest.raises(PeerSyncError) as refused:
                 client.apply_state(snapshot_body(state_b, epoch=4, seq=20), grant.lock_id)
-            assert (refused.value.status, refused.value.code) == (500, "apply_failed")
+            assert (refused.value.status, refused.value.code) in FAILED_APPLY
             assert state_text(client.get_state_bytes()) == canonical(state_a)
             status = client.lock_status()
             assert status.held and status.fencing_token == grant.fencing_token
