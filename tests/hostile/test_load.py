@@ -160,24 +160,25 @@ def test_short_connection_churn_keeps_memory_and_threads_flat(tmp_path: Path) ->
     with server(tmp_path) as srv:
         failures: list[str] = []
 
-        def burst(n: int) -> None:
+        def burst(n: int, parallel: int = clients) -> None:
             ts = [
-                threading.Thread(target=_churn, args=(srv.port, n // clients, failures))
-                for _ in range(clients)
+                threading.Thread(target=_churn, args=(srv.port, n // parallel, failures))
+                for _ in range(parallel)
             ]
             for t in ts:
                 t.start()
             for t in ts:
                 t.join()
 
-        # Warm-up: until the worker pool stopped growing for two batches. (It
-        # grows past the real concurrency, up to the connection cap: a worker
-        # that just freed its connection is not yet counted idle, see
-        # docs/reliability.md; bounded, but it takes a while to settle.)
+        # Warm-up: four times the measured concurrency, until the worker pool
+        # stopped growing for two batches. (The pool grows past the real
+        # concurrency, up to the connection cap: a worker that just freed its
+        # connection is not yet counted idle, see docs/reliability.md. Bounded,
+        # but it settles only once the pool has seen its peak.)
         base_threads = srv.threads()
         history = [base_threads]
         for _ in range(20):
-            burst(500)
+            burst(800, clients * 4)
             history.append(srv.threads())
             if len(history) >= 3 and history[-1] == history[-2] == history[-3]:
                 break
