@@ -21,7 +21,7 @@ from ._config import (
     Entropy,
     Floors,
 )
-from ._engine import Engine, EngineView, HostView
+from ._engine import Checkpoint, Engine, EngineView, HostView
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     Event,
@@ -136,6 +136,7 @@ __all__ = [
     "CallAnswered",
     "CallFailed",
     "CaptureSnapshot",
+    "Checkpoint",
     "Cause",
     "ClockMode",
     "ClockSync",

@@ -85,16 +85,19 @@ class EngineConfig:
 
 @attrs.frozen(kw_only=True, slots=True)
 class Floors:
-    """What an engine persisted: the last epoch and fencing token it reached.
+    """What an engine persisted: the last epoch and fencing token it reached,
+    and the largest epoch it ever saw from its peer.
 
-    Handed back at restart; the engine never goes below either.
+    Handed back at restart; the engine never goes below any of them, so a
+    restarted engine that is cut off from its peer still promotes above it.
     """
 
     epoch: int = attrs.field(default=0)
     fencing_token: int = attrs.field(default=0)
+    peer_epoch: int = attrs.field(default=0)
 
     def __attrs_post_init__(self) -> None:
-        for name in ("epoch", "fencing_token"):
+        for name in ("epoch", "fencing_token", "peer_epoch"):
             value = getattr(self, name)
             if type(value) is not int or not 0 <= value <= INT64_MAX:
                 raise LocalProtocolError(f"floor {name} must be a non-negative int, got {value!r}")

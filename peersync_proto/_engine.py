@@ -54,7 +54,7 @@ from ._snapshot import decode_snapshot, encode_snapshot
 from ._values import Cause, ClockSync, DecodedSnapshot, Role
 from ._winner import promotion_epoch
 
-__all__ = ["Engine", "EngineView", "HostView"]
+__all__ = ["Checkpoint", "Engine", "EngineView", "HostView"]
 
 _NS_PER_MS = 1_000_000
 LOCK_ID_BYTES = 16  #: contract 3.5: 128 bits from the host's entropy
@@ -97,6 +97,14 @@ class EngineView:
 
 
 @attrs.frozen(kw_only=True, slots=True)
+class Checkpoint:
+    """An opaque memento from :meth:`Engine.checkpoint` (see :meth:`Engine.restore`)."""
+
+    serial: int
+    values: tuple[Any, ...] = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True, slots=True)
 class _PendingCapture:
     pass
 
@@ -136,14 +144,19 @@ class Engine:
         self._epoch = floors.epoch
         self._lock = ReconcileLock(fencing_floor=floors.fencing_token)
         self._last_lock_id = ""
-        self._last_peer_epoch = 0
+        self._last_peer_epoch = floors.peer_epoch
         self._host = HostView()
         self._started_at = now
         self._now = now
         self._last_report_at = now
         self._stall_reported = False
         self._pending: dict[int, _PendingCapture | _PendingApply] = {}
-        self._monitor = None if monitor is None else PeerMonitor(monitor, now=now)
+        self._serial = 0  # events handled; a checkpoint names the one it follows
+        self._monitor = (
+            None
+            if monitor is None
+            else PeerMonitor(monitor, now=now, last_peer_epoch=floors.peer_epoch)
+        )
 
     # -- reading -----------------------------------------------------------
     @property
@@ -191,6 +204,55 @@ class Engine:
             deadlines.append(self._last_report_at + self._config.stall_limit_ns + 1)
         return min((d for d in deadlines if d is not None), default=None)
 
+    # -- undoing what could not be made durable ------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """Everything the engine holds, to :meth:`restore` if the host cannot
+        carry out the effects of the next event (a ``FloorsRaised`` that
+        could not be written): then the grant or promotion never happened."""
+        monitor = None if self._monitor is None else self._monitor.view()
+        values = (
+            self._role,
+            self._epoch,
+            self._lock.memento(),
+            self._last_lock_id,
+            self._last_peer_epoch,
+            self._host,
+            self._now,
+            self._last_report_at,
+            self._stall_reported,
+            dict(self._pending),
+            monitor,
+        )
+        return Checkpoint(serial=self._serial, values=values)
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Undo the one event handled since ``checkpoint`` (or nothing).
+
+        Only the last event can be undone: a checkpoint older than that is
+        refused with :class:`LocalProtocolError`, since later events may have
+        been answered on the strength of it.
+        """
+        if checkpoint.serial not in (self._serial, self._serial - 1):
+            raise LocalProtocolError("only the last event can be undone")
+        (
+            self._role,
+            self._epoch,
+            lock,
+            self._last_lock_id,
+            self._last_peer_epoch,
+            self._host,
+            self._now,
+            self._last_report_at,
+            self._stall_reported,
+            pending,
+            monitor,
+        ) = checkpoint.values
+        self._lock.restore(lock)
+        self._pending = dict(pending)
+        if self._monitor is not None:
+            self._monitor.restore(monitor)
+        self._serial = checkpoint.serial
+
     # -- the one entry point -------------------------------------------------
     def handle(self, event: Event) -> tuple[Output, ...]:
         if event.now < self._now:
@@ -200,9 +262,15 @@ class Engine:
         self._check_completion(event)
         # The monitor validates its input before it changes; run it before
         # anything else moves, so a refused probe report changes nothing.
+        peer_epoch = self._last_peer_epoch
         decisions = self._step_monitor(event)
+        self._serial += 1
         out: list[Output] = []
         self._advance(event.now, out)
+        if self._last_peer_epoch > peer_epoch and not any(
+            isinstance(d, Promote) for d in decisions
+        ):
+            out.append(self._floors())  # a promotion below persists it too
         for decision in decisions:
             if isinstance(decision, Promote):
                 # The monitor decided from our standing at this instant, when
@@ -318,6 +386,7 @@ class Engine:
             program_source=event.program_source,
             preview_source=event.preview_source,
             state=event.state,
+            checksum=event.checksum,
         )
         out.append(raw_json_response(event.request_id, 200, body))
 
@@ -437,7 +506,11 @@ class Engine:
 
     # -- endpoints that change things -------------------------------------------
     def _floors(self) -> FloorsRaised:
-        return FloorsRaised(epoch=self._epoch, fencing_token=self._lock.last_fencing_token)
+        return FloorsRaised(
+            epoch=self._epoch,
+            fencing_token=self._lock.last_fencing_token,
+            peer_epoch=self._last_peer_epoch,
+        )
 
     def promote(self, cause: Cause, out: list[Output], reason: str = "") -> None:
         """Become leader by the epoch rule (every cause goes through here)."""

@@ -123,6 +123,9 @@ class SnapshotCaptured:
     preview_source: str
     last_command_seq: int = attrs.field(validator=_now)
     last_executed_seq: int = attrs.field(validator=_now)
+    #: ``state_checksum(state)`` if the host kept it (saves hashing a large
+    #: state on every GET); ``None`` and the engine computes it.
+    checksum: str | None = None
 
     def __attrs_post_init__(self) -> None:
         # The peer refuses such a snapshot (contract 3.4): never serve one.

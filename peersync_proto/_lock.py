@@ -92,6 +92,13 @@ class ReconcileLock:
             raise LocalProtocolError(f"lock: no move for {key}")
         self._state = LOCK_TRANSITIONS[key]
 
+    # -- checkpoints --------------------------------------------------------
+    def memento(self) -> tuple[LockState, _Grant | None, int]:
+        return (self._state, self._grant, self._last_token)
+
+    def restore(self, memento: tuple[LockState, _Grant | None, int]) -> None:
+        self._state, self._grant, self._last_token = memento
+
     # -- reading ----------------------------------------------------------
     @property
     def state(self) -> LockState:

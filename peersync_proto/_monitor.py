@@ -256,6 +256,10 @@ class PeerMonitor:
     def view(self) -> MonitorView:
         return self._view
 
+    def restore(self, view: MonitorView) -> None:
+        """Go back to an earlier :meth:`view` (the engine's checkpoint)."""
+        self._view = view
+
     def next_deadline(self) -> int:
         """When to call again with a ``Tick``: the next probe to send or the
         outstanding probe's deadline, whichever is first."""

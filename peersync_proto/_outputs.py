@@ -68,10 +68,13 @@ class StepDown:
 @attrs.frozen(kw_only=True, slots=True)
 class FloorsRaised:
     """Persist these before sending the response that follows: on restart
-    hand them back as ``Floors`` so neither ever goes back."""
+    hand them back as ``Floors`` so none of them ever goes back. If the write
+    fails, ``Engine.restore`` the checkpoint taken before the event and
+    answer 500: nothing that was not durable is acknowledged."""
 
     epoch: int
     fencing_token: int
+    peer_epoch: int = 0
 
 
 @attrs.frozen(kw_only=True, slots=True)

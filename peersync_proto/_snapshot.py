@@ -316,8 +316,13 @@ def encode_snapshot(
     program_source: str,
     preview_source: str,
     state: bytes,
+    checksum: str | None = None,
 ) -> bytes:
     """The ``GET /api/sync/state`` body around canonical ``state`` bytes.
+
+    ``checksum``, when the host kept it beside the state (it is
+    ``DecodedSnapshot.checksum`` of the applied snapshot), saves hashing the
+    whole state again on every GET; it must be ``state_checksum(state)``.
 
     ``state`` is embedded as it is, never parsed (it must be what
     :func:`canonical_json` returned for an object); the checksum is computed
@@ -343,5 +348,9 @@ def encode_snapshot(
         envelope = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise LocalProtocolError("a text field holds a lone surrogate") from None
-    checksum = state_checksum(state).encode("ascii")
-    return b"".join((envelope[:-1], b',"state":', state, b',"checksum":"', checksum, b'"}'))
+    if checksum is None:
+        checksum = state_checksum(state)
+    elif not _CHECKSUM.fullmatch(checksum):
+        raise LocalProtocolError("checksum must be 'sha256:' and 64 lowercase hex digits")
+    tail = checksum.encode("ascii")
+    return b"".join((envelope[:-1], b',"state":', state, b',"checksum":"', tail, b'"}'))

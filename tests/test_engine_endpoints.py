@@ -343,7 +343,7 @@ def test_force_leader_promotes_with_epoch_above_own_and_peer() -> None:
         "previousRole": "follower",
     }
     assert ans.effects == [
-        FloorsRaised(epoch=18, fencing_token=0),
+        FloorsRaised(epoch=18, fencing_token=0, peer_epoch=17),
         BecomeLeader(epoch=18, cause=Cause.FORCE, reason="drill"),
     ]
     assert h.engine.role is Role.LEADER

@@ -146,7 +146,12 @@ def test_grant_effects_come_in_core_order_floors_before_the_notice() -> None:
     status, grant, jsonl = acquire(h, 1, 0, b'{"owner": "rec", "ttlMs": 2000}')
     assert status == 200 and grant["fencingToken"] == 1
     assert [e["effect"] for e in effects(jsonl)] == ["FloorsRaised", "LockGranted"]
-    assert effects(jsonl)[0] == {"effect": "FloorsRaised", "epoch": 0, "fencingToken": 1}
+    assert effects(jsonl)[0] == {
+        "effect": "FloorsRaised",
+        "epoch": 0,
+        "fencingToken": 1,
+        "peerEpoch": 0,
+    }
     assert effects(jsonl)[1]["expiresAtMs"] == 2000
     assert "lockId" not in jsonl and grant["lockId"] not in jsonl
 
