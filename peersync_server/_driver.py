@@ -25,6 +25,7 @@ from peersync_proto import (
     EngineView,
     Entropy,
     Event,
+    FloorsRaised,
     HostStatus,
     MonitorConfig,
     Output,
@@ -139,21 +140,39 @@ class EngineDriver:
 
     def handle(self, make: Callable[[int], Event]) -> tuple[Output, ...]:
         """Stamp an event with a fresh ``now`` and hand it to the core, then run
-        its effects (in order, outside the lock). Returns every output."""
+        its effects (in order). Returns every output.
+
+        Effects run outside the lock, except a batch that raises the floors:
+        that one is made durable before any other event reaches the core, and
+        if the write fails the event is undone (``Engine.restore``) and the
+        error propagates, so a grant or a promotion that could not be
+        persisted never happened (the caller answers 500)."""
         with self._lock:
-            outputs = self._engine.handle(make(self._clock.now()))
-            self._seq += 1
-            seq = self._seq
+            seq, outputs, done = self._step(make(self._clock.now()))
             deadline = self._engine.next_deadline()
         self._ticker.deadline_changed(deadline)
-        self._run_effects(seq, outputs)
+        self._after(seq, outputs, done)
         return outputs
 
-    def _run_effects(self, seq: int, outputs: Sequence[Output]) -> None:
-        effects: list[Effect] = [
-            o for o in outputs if not isinstance(o, Response | CaptureSnapshot | ApplySnapshot)
-        ]
-        if effects:
+    def _step(self, event: Event) -> tuple[int, tuple[Output, ...], bool]:
+        """One event through the core, under the lock: its sequence number,
+        its outputs, and whether their effects already ran (floors raised)."""
+        checkpoint = self._engine.checkpoint()
+        outputs = self._engine.handle(event)
+        self._seq += 1
+        if not any(isinstance(o, FloorsRaised) for o in outputs):
+            return self._seq, outputs, False
+        try:
+            self._host.on_effects(self._seq, _effects(outputs))
+        except BaseException:
+            self._seq -= 1
+            self._engine.restore(checkpoint)
+            raise
+        return self._seq, outputs, True
+
+    def _after(self, seq: int, outputs: tuple[Output, ...], done: bool) -> None:
+        effects = _effects(outputs)
+        if effects and not done:
             self._host.on_effects(seq, effects)
         for listener in self._listeners:
             listener(outputs)
@@ -165,10 +184,8 @@ class EngineDriver:
     def _tick(self, due: int) -> None:
         try:
             with self._lock:
-                outputs = self._engine.handle(Tick(now=self._clock.at_least(due)))
-                self._seq += 1
-                seq = self._seq
-            self._run_effects(seq, outputs)
+                seq, outputs, done = self._step(Tick(now=self._clock.at_least(due)))
+            self._after(seq, outputs, done)
         except Exception:
             _log.exception("tick failed")
 
@@ -261,6 +278,7 @@ class EngineDriver:
             now=now,
             request_id=rid,
             state=got.state,
+            checksum=got.checksum,
             captured_at_us=got.captured_at_us,
             program_source=got.program_source,
             preview_source=got.preview_source,
@@ -275,3 +293,8 @@ class EngineDriver:
             _log.exception("engine host failed to apply a snapshot")
             return lambda now: SnapshotApplyFailed(now=now, request_id=rid, reason="host error")
         return lambda now: SnapshotApplied(now=now, request_id=rid)
+
+
+def _effects(outputs: Sequence[Output]) -> list[Effect]:
+    """What the host acts on: everything but answers and completions asked for."""
+    return [o for o in outputs if not isinstance(o, Response | CaptureSnapshot | ApplySnapshot)]

@@ -70,6 +70,20 @@ _STATE_RE = re.compile(r"^state-([0-9a-f]{64})\.json$")
 _EMPTY_STATE = b"{}"
 
 
+#: ``state_checksum(_EMPTY_STATE)``: what a fresh engine serves.
+_EMPTY_CHECKSUM = "sha256:" + hashlib.sha256(_EMPTY_STATE).hexdigest()
+
+
+def _checksum_of(state_file: str | None) -> str:
+    """The checksum of the state a document names: state files are named by
+    the SHA-256 of their canonical bytes, which is the contract's checksum."""
+    if state_file is None:
+        return _EMPTY_CHECKSUM
+    match = _STATE_RE.match(state_file)
+    assert match is not None  # from_json and apply only ever store such names
+    return "sha256:" + match.group(1)
+
+
 class HostStateError(Exception):
     """The state directory cannot be used (unreadable, corrupt, wrong label,
     or in use by another server). The server refuses to start."""
@@ -89,6 +103,10 @@ class CapturedState:
     preview_source: str
     last_command_seq: int
     last_executed_seq: int
+    #: ``state_checksum(state)`` when the host keeps it beside the state (saves
+    #: hashing a large state under the engine lock on every GET); ``None``
+    #: and the core computes it.
+    checksum: str | None = None
 
 
 class StatusReporter(Protocol):
@@ -151,6 +169,7 @@ class _Doc:
     label: str
     epoch: int = 0
     fencing_token: int = 0
+    peer_epoch: int = 0
     role: str = Role.FOLLOWER.value
     role_seq: int = -1
     state_file: str | None = None
@@ -165,6 +184,7 @@ class _Doc:
             "label": self.label,
             "epoch": self.epoch,
             "fencingToken": self.fencing_token,
+            "peerEpoch": self.peer_epoch,
             "role": self.role,
             "stateFile": self.state_file,
             "programSource": self.program_source,
@@ -180,7 +200,8 @@ class _Doc:
         if not isinstance(obj, dict) or obj.get("formatVersion") != _FORMAT_VERSION:
             raise ValueError("unknown formatVersion")
         ints = ("epoch", "fencingToken", "lastCommandSeq", "lastExecutedSeq")
-        for key in ints:
+        obj.setdefault("peerEpoch", 0)  # written before the peer epoch was kept
+        for key in (*ints, "peerEpoch"):
             if type(obj.get(key)) is not int or not 0 <= obj[key] <= _INT64_MAX:
                 raise ValueError(f"bad {key}")
         for key in ("label", "role", "programSource", "previewSource"):
@@ -196,6 +217,7 @@ class _Doc:
             label=obj["label"],
             epoch=obj["epoch"],
             fencing_token=obj["fencingToken"],
+            peer_epoch=obj["peerEpoch"],
             role=obj["role"],
             state_file=state_file,
             program_source=obj["programSource"],
@@ -218,14 +240,20 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk must not stay full of our half-written temp file.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -308,7 +336,7 @@ class StandaloneHost:
             self._state = self._read_state(doc.state_file)
         self._doc = doc
         self._collect_garbage(doc)
-        return Floors(epoch=doc.epoch, fencing_token=doc.fencing_token)
+        return Floors(epoch=doc.epoch, fencing_token=doc.fencing_token, peer_epoch=doc.peer_epoch)
 
     def _read_state(self, name: str) -> bytes:
         assert self._dir is not None
@@ -342,7 +370,7 @@ class StandaloneHost:
     @property
     def floors(self) -> Floors:
         doc = self._current()
-        return Floors(epoch=doc.epoch, fencing_token=doc.fencing_token)
+        return Floors(epoch=doc.epoch, fencing_token=doc.fencing_token, peer_epoch=doc.peer_epoch)
 
     @property
     def role(self) -> str:
@@ -400,6 +428,7 @@ class StandaloneHost:
             preview_source=doc.preview_source,
             last_command_seq=doc.last_command_seq,
             last_executed_seq=doc.last_executed_seq,
+            checksum=_checksum_of(doc.state_file),
         )
 
     def apply(self, snapshot: DecodedSnapshot) -> None:
@@ -441,6 +470,7 @@ class StandaloneHost:
                         doc,
                         epoch=max(doc.epoch, effect.epoch),
                         fencing_token=max(doc.fencing_token, effect.fencing_token),
+                        peer_epoch=max(doc.peer_epoch, effect.peer_epoch),
                     )
                 elif isinstance(effect, BecomeLeader | StepDown):
                     role = Role.LEADER if isinstance(effect, BecomeLeader) else Role.FOLLOWER

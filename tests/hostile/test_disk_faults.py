@@ -184,14 +184,6 @@ def read_only_switch(state_dir: Path) -> Iterator[tuple[Switch, Switch]]:
         off()  # never leave an undeletable directory behind
 
 
-_BUG_COMMIT_BEFORE_PERSIST = (
-    "bug: the core commits a grant or a promotion before the host persists its FloorsRaised "
-    "(peersync_server/_driver.py EngineDriver.handle runs on_effects after Engine.handle); "
-    "when that write fails the client gets 500 but the engine keeps the change"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_BUG_COMMIT_BEFORE_PERSIST)
 def test_acquire_on_a_full_disk_is_500_and_grants_nothing(tmp_path: Path) -> None:
     """Contract 2: a host failure is 500 and the engine's state is unchanged."""
     disk = tmp_path / "disk"
@@ -209,7 +201,6 @@ def test_acquire_on_a_full_disk_is_500_and_grants_nothing(tmp_path: Path) -> Non
         assert status.last_fencing_token == 0
 
 
-@pytest.mark.xfail(strict=True, reason=_BUG_COMMIT_BEFORE_PERSIST)
 def test_force_leader_on_a_full_disk_is_500_and_promotes_nothing(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     with (

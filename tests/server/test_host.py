@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from peersync_proto import state_checksum
 from peersync_proto._config import Floors
 from peersync_proto._outputs import BecomeLeader, FloorsRaised, LockGranted, StepDown
 from peersync_proto._values import Cause, DecodedSnapshot, Role
 from peersync_server._clock import Clock
-from peersync_server._host import HostStateError, StandaloneHost
+from peersync_server._host import HostStateError, StandaloneHost, atomic_write
 
 
 def _snapshot(state: bytes, *, epoch: int = 3, seq: int = 10) -> DecodedSnapshot:
@@ -184,3 +185,44 @@ def test_memory_host_keeps_state_without_a_directory() -> None:
     assert host.capture().state == b'{"m":1}'
     assert host.floors.epoch == 2
     host.close()
+
+
+def test_peer_epoch_floor_survives_a_restart_and_never_goes_down(tmp_path: Path) -> None:
+    host, _, _ = _started(tmp_path)
+    host.on_effects(1, [FloorsRaised(epoch=2, fencing_token=0, peer_epoch=11)])
+    host.on_effects(2, [FloorsRaised(epoch=2, fencing_token=0, peer_epoch=5)])  # older news
+    host.close()
+    again = StandaloneHost(tmp_path)
+    assert again.open("a") == Floors(epoch=2, fencing_token=0, peer_epoch=11)
+    again.close()
+
+
+def test_a_document_written_before_the_peer_epoch_was_kept_still_opens(tmp_path: Path) -> None:
+    host, _, _ = _started(tmp_path)
+    host.on_effects(1, [FloorsRaised(epoch=4, fencing_token=3)])
+    host.close()
+    meta = tmp_path / "engine.json"
+    doc = json.loads(meta.read_text())
+    del doc["peerEpoch"]
+    meta.write_text(json.dumps(doc))
+    again = StandaloneHost(tmp_path)
+    assert again.open("a") == Floors(epoch=4, fencing_token=3, peer_epoch=0)
+    again.close()
+
+
+def test_capture_hands_over_the_checksum_named_by_the_state_file(tmp_path: Path) -> None:
+    host, _, _ = _started(tmp_path)
+    assert host.capture().checksum == state_checksum(b"{}")
+    host.apply(_snapshot(b'{"k":[1,2]}'))
+    captured = host.capture()
+    assert captured.checksum == state_checksum(captured.state) == state_checksum(b'{"k":[1,2]}')
+    host.close()
+
+
+def test_failed_atomic_write_removes_its_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "dir" / "x.json"
+    target.parent.mkdir()
+    (target.parent / "x.json").mkdir()  # os.replace over a directory fails
+    with pytest.raises(OSError):
+        atomic_write(target, b"data")
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
