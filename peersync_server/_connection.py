@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import h11
 
-from peersync_proto import Response
+from peersync_proto import DecodedSnapshot, RemoteProtocolError, Response
 from peersync_proto._responses import error_response
 
 from ._decoder_pool import DecoderPool, DecoderUnavailable
@@ -236,7 +236,10 @@ class Connection:
                 raise
             got_bytes = True
 
-    def _read_body(self, limit: int, expected: int | None) -> bytes:
+    def _read_body(
+        self, limit: int, expected: int | None, sink: Callable[[bytes], None] | None = None
+    ) -> tuple[bytes, int]:
+        """The body (or, with ``sink``, each chunk handed to it) and its length."""
         limits = self._limits
         budget = expected if expected is not None else limit
         deadline = time.monotonic() + limits.body_timeout_s + budget / limits.body_min_rate
@@ -251,9 +254,12 @@ class Connection:
                 total += len(event.data)
                 if total > limit:
                     self._too_large(limit)
-                chunks.append(bytes(event.data))
+                if sink is None:
+                    chunks.append(bytes(event.data))
+                else:
+                    sink(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
+                return b"".join(chunks), total
             elif event is h11.NEED_DATA:
                 try:
                     self._h11.receive_data(self._recv(deadline))
@@ -391,6 +397,7 @@ class Connection:
         closing = False
         driver = self._driver
         snapshot = False
+        predecoded: DecodedSnapshot | RemoteProtocolError | None = None
         if has_body or self._h11.they_are_waiting_for_100_continue:
             check = driver.precheck(method, target, headers, has_body)
             snapshot = check.snapshot
@@ -406,20 +413,31 @@ class Connection:
                 self._sendall(
                     self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
                 )
-            body = self._read_body(check.limit, length)
+            if snapshot:
+                try:
+                    spool = self._decoder.spool()
+                except OSError:
+                    _log.exception("cannot spool an upload")
+                    return _internal(), True
+                try:
+                    _, size = self._read_body(check.limit, length, spool.write)
+                    if spool.failed is not None:
+                        _log.error("cannot spool an upload: %s", spool.failed)
+                        return _internal(), True
+                    predecoded = self._decoder.decode_spooled(spool) if size else None
+                except (DecoderUnavailable, OSError):
+                    _log.exception("cannot decode a spooled upload")
+                    return _internal(), True
+                finally:
+                    spool.discard()
+            else:
+                body, _ = self._read_body(check.limit, length)
         else:
             self._drain_empty_body()
         try:
-            if snapshot and body:
-                predecoded = self._decoder.decode(body)
-                body = b""
-                response = driver.serve(
-                    method=method, target=target, headers=headers, predecoded=predecoded
-                )
-            else:
-                response = driver.serve(method=method, target=target, headers=headers, body=body)
-        except DecoderUnavailable:
-            response, closing = _internal(), True
+            response = driver.serve(
+                method=method, target=target, headers=headers, body=body, predecoded=predecoded
+            )
         except Exception:
             _log.exception("serving %s failed", method)
             response, closing = _internal(), True

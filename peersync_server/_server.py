@@ -236,7 +236,7 @@ class PeerSyncServer:
         self._inbox: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         self._reactor_done = False
         self._parked_count = 0
-        self._decoder = DecoderPool(config.decoder_workers)
+        self._decoder = DecoderPool(config.decoder_workers, spool_dir=config.state_dir)
         self._driver: EngineDriver | None = None
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()

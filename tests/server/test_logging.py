@@ -116,14 +116,19 @@ def test_no_secret_or_lock_id_in_any_log_line(tmp_path: Path, fmt: str, level: s
         assert word not in err, (word, err)
     lines = [line for line in err.splitlines() if line.strip()]
     if fmt == "json":
-        records = [json.loads(line) for line in lines]
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not a JSON log line: {line!r}\n{err}")
         access = [r for r in records if r["logger"] == "peersync.server.access"]
     else:
         access = [line for line in lines if " peersync.server.access " in line]
     if level == "warning":
         assert access == []
     else:
-        assert len(access) == 12  # one line per request
+        assert len(access) == 12, err  # one line per request
         if fmt == "json":
             assert {"method", "path", "status", "ms", "bytes"} <= set(access[0])
             assert any(r["path"] == "/api/sync/reconcile-lock/<redacted>" for r in access)
