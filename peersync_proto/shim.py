@@ -85,6 +85,7 @@ def create_engine(
     now_ns: int,
     no_auth: bool = False,
     *,
+    peer_epoch_floor: int = 0,
     stall_limit_ns: int = DEFAULT_STALL_LIMIT_NS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
@@ -94,6 +95,8 @@ def create_engine(
     ``role`` is ``"leader"`` or ``"follower"`` (a fresh engine's initial role).
     ``epoch_floor`` and ``fencing_floor`` are what the host persisted from
     ``FloorsRaised``; both ``-1`` means a fresh engine (no floors persisted).
+    ``peer_epoch_floor`` is its ``peerEpoch`` (the largest epoch seen from the
+    peer), so a restarted engine still promotes above its peer.
     ``seed_or_entropy`` is a callable ``entropy(n) -> n bytes`` or an int seed
     for the replay tool's deterministic SHA-256 counter source (tests, demos).
     A ``None`` secret means "not configured". The keyword-only limits are
@@ -111,7 +114,9 @@ def create_engine(
     floors = (
         None
         if epoch_floor == -1 and fencing_floor == -1
-        else Floors(epoch=epoch_floor, fencing_token=fencing_floor)
+        else Floors(
+            epoch=epoch_floor, fencing_token=fencing_floor, peer_epoch=peer_epoch_floor
+        )
     )
     config = EngineConfig(
         label=label,

@@ -18,6 +18,7 @@ VECTORS = pathlib.Path(__file__).resolve().parents[1] / "vectors"
 SCENARIOS = sorted(VECTORS.glob("*.scenario.jsonl"))
 MS = 1_000_000
 AUTH = ("Authorization", "Bearer t0k")
+CP = ("X-Control-Plane-Secret", "s3c")
 JSON = ("Content-Type", "application/json")
 
 
@@ -310,6 +311,18 @@ def test_fresh_engine_takes_its_role_and_persisted_floors_come_back_follower() -
     _, _, body, _ = h.request(1, "GET", "/api/peer/health", (), b"", 0)
     assert (json.loads(body)["role"], json.loads(body)["epoch"]) == ("follower", 4)
     assert acquire(h, 2, 0)[1]["fencingToken"] == 41
+
+
+def test_a_persisted_peer_epoch_floor_puts_a_forced_promotion_above_the_peer() -> None:
+    h = make(epoch_floor=2, fencing_floor=0, peer_epoch_floor=9)
+    status, _, body, jsonl = h.request(1, "POST", "/api/peer/force-leader", [CP], b"", 0)
+    assert (status, json.loads(body)["epoch"]) == (200, 10)
+    assert effects(jsonl)[0] == {
+        "effect": "FloorsRaised",
+        "epoch": 10,
+        "fencingToken": 0,
+        "peerEpoch": 9,
+    }
 
 
 def test_secrets_may_be_bytes_none_means_not_configured_and_no_auth_opens_bearer() -> None:
