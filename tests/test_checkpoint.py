@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from peersync_proto import (
@@ -159,3 +160,9 @@ def test_the_peer_epoch_is_persisted_when_it_rises_and_restored_at_restart() -> 
         )
     )
     assert [o.epoch for o in out if isinstance(o, BecomeLeader)] == [10]
+
+
+def test_floors_raised_carries_exactly_the_fields_a_host_hands_back_as_floors() -> None:
+    """So a host may persist one and rebuild the other field by field."""
+    raised = FloorsRaised(epoch=3, fencing_token=4, peer_epoch=5)
+    assert Floors(**attrs.asdict(raised)) == Floors(epoch=3, fencing_token=4, peer_epoch=5)

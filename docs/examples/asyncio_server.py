@@ -81,7 +81,7 @@ class AsyncPeerSync:
             if isinstance(out, core.Response):
                 response = out
             elif isinstance(out, core.FloorsRaised):  # before the response that follows
-                self.host.floors = core.Floors(epoch=out.epoch, fencing_token=out.fencing_token)
+                self.host.floors = core.Floors(**attrs.asdict(out))
             elif isinstance(out, core.CaptureSnapshot):
                 pending += self.engine.handle(self.host.captured(clock(), out.request_id))
             elif isinstance(out, core.ApplySnapshot):

@@ -376,7 +376,9 @@ class World:
                 self.note(node.label, "probe missed", out.probe_id)
             elif isinstance(out, FloorsRaised):
                 self.checks.floors(node, out)
-                node.floors = Floors(epoch=out.epoch, fencing_token=out.fencing_token)
+                node.floors = Floors(
+                    epoch=out.epoch, fencing_token=out.fencing_token, peer_epoch=out.peer_epoch
+                )
             elif isinstance(out, CaptureSnapshot):
                 self._capture(node, out)
             elif isinstance(out, ApplySnapshot):
