@@ -114,9 +114,7 @@ def create_engine(
     floors = (
         None
         if epoch_floor == -1 and fencing_floor == -1
-        else Floors(
-            epoch=epoch_floor, fencing_token=fencing_floor, peer_epoch=peer_epoch_floor
-        )
+        else Floors(epoch=epoch_floor, fencing_token=fencing_floor, peer_epoch=peer_epoch_floor)
     )
     config = EngineConfig(
         label=label,
