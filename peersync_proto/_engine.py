@@ -96,6 +96,21 @@ class EngineView:
     monitor: MonitorView | None
 
 
+#: The engine's plain attributes a checkpoint copies (values, never mutated in
+#: place); the lock, the pending completions and the monitor are copied apart.
+#: Everything else ``__init__`` sets never changes after it.
+_CHECKPOINTED = (
+    "_role",
+    "_epoch",
+    "_last_lock_id",
+    "_last_peer_epoch",
+    "_host",
+    "_now",
+    "_last_report_at",
+    "_stall_reported",
+)
+
+
 @attrs.frozen(kw_only=True, slots=True)
 class Checkpoint:
     """An opaque memento from :meth:`Engine.checkpoint` (see :meth:`Engine.restore`)."""
@@ -211,15 +226,8 @@ class Engine:
         could not be written): then the grant or promotion never happened."""
         monitor = None if self._monitor is None else self._monitor.view()
         values = (
-            self._role,
-            self._epoch,
+            *(getattr(self, name) for name in _CHECKPOINTED),
             self._lock.memento(),
-            self._last_lock_id,
-            self._last_peer_epoch,
-            self._host,
-            self._now,
-            self._last_report_at,
-            self._stall_reported,
             dict(self._pending),
             monitor,
         )
@@ -234,19 +242,9 @@ class Engine:
         """
         if checkpoint.serial not in (self._serial, self._serial - 1):
             raise LocalProtocolError("only the last event can be undone")
-        (
-            self._role,
-            self._epoch,
-            lock,
-            self._last_lock_id,
-            self._last_peer_epoch,
-            self._host,
-            self._now,
-            self._last_report_at,
-            self._stall_reported,
-            pending,
-            monitor,
-        ) = checkpoint.values
+        *plain, lock, pending, monitor = checkpoint.values
+        for name, value in zip(_CHECKPOINTED, plain, strict=True):
+            setattr(self, name, value)
         self._lock.restore(lock)
         self._pending = dict(pending)
         if self._monitor is not None:

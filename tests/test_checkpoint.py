@@ -24,6 +24,7 @@ from peersync_proto import (
     canonical_json,
     encode_snapshot,
 )
+from peersync_proto._engine import _CHECKPOINTED
 from tests.harness import MS, SECRET, CountingEntropy, Harness
 
 
@@ -166,3 +167,11 @@ def test_floors_raised_carries_exactly_the_fields_a_host_hands_back_as_floors() 
     """So a host may persist one and rebuild the other field by field."""
     raised = FloorsRaised(epoch=3, fencing_token=4, peer_epoch=5)
     assert Floors(**attrs.asdict(raised)) == Floors(epoch=3, fencing_token=4, peer_epoch=5)
+
+
+def test_a_checkpoint_covers_every_attribute_an_event_can_change() -> None:
+    """A new engine attribute must be checkpointed or declared constant here."""
+    engine = Engine(EngineConfig(label="a", no_auth=True), now=0, entropy=CountingEntropy())
+    constant = {"_config", "_entropy", "_started_at"}
+    copied_apart = {"_lock", "_pending", "_monitor", "_serial"}
+    assert set(vars(engine)) == set(_CHECKPOINTED) | constant | copied_apart

@@ -95,6 +95,22 @@ class EngineMachine(RuleBasedStateMachine):
                 self.role = Role.FOLLOWER
         assert self.h.state == self.state
 
+    @rule(force=st.booleans())
+    def a_floor_write_that_fails_undoes_its_event(self, force: bool) -> None:
+        """The host could not persist ``FloorsRaised``: it restores the
+        checkpoint, and the grant or promotion never happened."""
+        before = self.h.engine.view()
+        checkpoint = self.h.engine.checkpoint()
+        if force:
+            ans = self.h.call("POST", FORCE, headers={"X-Control-Plane-Secret": SECRET})
+        else:
+            ans = self.h.acquire(ttlMs=1000)
+        if any(isinstance(e, FloorsRaised) for e in ans.effects):
+            self.h.engine.restore(checkpoint)
+            assert self.h.engine.view() == before
+        else:
+            assert ans.status == 409  # nothing to persist: a refusal, which stands
+
     @rule()
     def backwards_time_changes_nothing(self) -> None:
         before = self.h.engine.view()
