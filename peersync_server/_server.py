@@ -15,6 +15,13 @@ it in its selector until it speaks, closes it at its idle deadline, and closes
 the oldest first when more than ``max_idle_connections`` are parked. So idle
 and slow clients cannot starve a peer probe, and a flood of idle connections
 costs an ``accept`` each, not a thread each.
+
+After an answer the worker keeps its connection for a short, bounded window
+(``DEFAULT_KEEP_WINDOW_S``) before parking it: a keep-alive client that asks
+again at once is served by the same thread, with no hand-off to the accept
+loop and back. A connection in its window has no request in flight, so it
+never counts toward the ``503`` cap: when another connection needs its slot,
+the accept loop waits for it (the window is cut short) instead of refusing.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import itertools
 import logging
 import os
 import queue
+import select
 import selectors
 import socket
 import threading
@@ -59,6 +67,7 @@ from ._host import DEFAULT_HEARTBEAT_INTERVAL_S, EngineHost, HostStateError, Sta
 
 __all__ = [
     "DEFAULT_HOST",
+    "DEFAULT_KEEP_WINDOW_S",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_IDLE_CONNECTIONS",
     "DEFAULT_PORT",
@@ -82,10 +91,23 @@ DEFAULT_MAX_IDLE_CONNECTIONS = 512
 DEFAULT_RETRY_AFTER_S = 1
 #: SIGTERM: in-flight requests get this long to finish.
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
+#: After an answer, the worker waits this long for the same connection's next
+#: request before parking it in the accept loop. A client that asks again at
+#: once (a probe loop, any sequential keep-alive client: tens of microseconds
+#: on loopback) is served by the same thread, saving the two thread hand-offs
+#: under the GIL of a park (worker -> accept loop -> worker), which cost more
+#: than the request itself. 2 ms covers a client's turnaround on a loaded
+#: machine and is too short for an idle connection to hold a worker in any
+#: way that matters (the window is cut short when another connection needs
+#: the slot, and at shutdown). 0 turns it off.
+DEFAULT_KEEP_WINDOW_S = 0.002
 _LISTEN_BACKLOG = 256
 _REJECT_QUEUE = 128
 _ACCEPT_BATCH = 64
 _REJECT_LINGER_S = 0.5
+#: A connection waiting for a keeper's slot is retried at least this often
+#: (keepers give the slot up at once; this only bounds a missed wake-up).
+_DEFER_RECHECK_S = 0.001
 
 
 class ServerStartError(Exception):
@@ -127,6 +149,7 @@ class ServerConfig:
     stall_limit_ns: int = DEFAULT_STALL_LIMIT_NS
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     decoder_workers: int = DEFAULT_DECODER_WORKERS
+    keep_window_s: float = DEFAULT_KEEP_WINDOW_S
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -232,7 +255,10 @@ class PeerSyncServer:
         self._workers = _Workers(config.max_connections)
         self._lock = threading.Lock()
         self._busy_changed = threading.Condition(self._lock)
-        self._busy: set[Connection] = set()
+        self._busy: set[Connection] = set()  # in flight, or in their keep window
+        self._keeping = 0  # of ``_busy``: in their keep window (no request in flight)
+        self._want_slot = False  # the accept loop waits for a keeping worker's slot
+        self._dispatched = 0  # hand-offs from the accept loop to a worker
         self._inbox: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         self._reactor_done = False
         self._parked_count = 0
@@ -240,6 +266,9 @@ class PeerSyncServer:
         self._driver: EngineDriver | None = None
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        # Readable while keeping workers must give their slot up (cut windows short).
+        self._preempt_r, self._preempt_w = socket.socketpair()
+        self._preempt_r.setblocking(False)
         self._accept_thread: threading.Thread | None = None
         self._rejects: queue.Queue[socket.socket | None] = queue.Queue(_REJECT_QUEUE)
         self._reject_thread: threading.Thread | None = None
@@ -278,8 +307,16 @@ class PeerSyncServer:
 
     @property
     def busy_count(self) -> int:
+        """Connections holding a worker: a request in flight, or the keep window."""
         with self._lock:
             return len(self._busy)
+
+    @property
+    def dispatch_count(self) -> int:
+        """How many times the accept loop handed a connection to a worker (a
+        request served within the keep window needs no hand-off)."""
+        with self._lock:
+            return self._dispatched
 
     # -- start -----------------------------------------------------------------------
 
@@ -366,6 +403,7 @@ class PeerSyncServer:
         parked: OrderedDict[Connection, float] = OrderedDict()  # conn -> deadline
         deadlines: list[tuple[float, int, Connection]] = []
         counter = itertools.count()
+        deferred: list[Connection] = []  # spoke while the busy cap was held by keepers
         with selectors.DefaultSelector() as sel:
             sel.register(listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
@@ -401,6 +439,10 @@ class PeerSyncServer:
                     self._parked_count = len(parked)
                     continue
                 timeout = deadlines[0][0] - now if deadlines else None
+                if deferred:
+                    deferred = self._dispatch_deferred(deferred)
+                    if deferred:  # keepers give their slots up at once; recheck soon
+                        timeout = min(timeout or _DEFER_RECHECK_S, _DEFER_RECHECK_S)
                 for key, _ in sel.select(timeout):
                     if key.fileobj is listener:
                         for conn in self._accept_some(listener):
@@ -411,7 +453,8 @@ class PeerSyncServer:
                     else:
                         conn = key.data
                         unpark(conn)
-                        self._dispatch(conn)
+                        if not self._dispatch(conn):
+                            deferred.append(conn)
                 while True:
                     try:
                         conn = self._inbox.get_nowait()
@@ -423,7 +466,7 @@ class PeerSyncServer:
             with self._lock:
                 self._reactor_done = True
                 self._parked_count = 0
-            for conn in parked:
+            for conn in [*parked, *deferred]:
                 conn.close()
             while True:
                 try:
@@ -456,32 +499,93 @@ class PeerSyncServer:
             )
         return accepted
 
-    def _dispatch(self, conn: Connection) -> None:
-        """A parked connection spoke: a worker serves it, or 503 when all are busy."""
+    def _dispatch(self, conn: Connection) -> bool:
+        """A parked connection spoke: a worker serves it, or 503 when every
+        slot has a request in flight. ``False``: every slot is taken but some
+        only by a keep window; the caller retries once those are given up."""
+        cap = self.config.max_connections
         with self._lock:
-            if len(self._busy) >= self.config.max_connections:
-                full = True
-            else:
-                full = False
+            if len(self._busy) < cap:
                 self._busy.add(conn)
+                self._dispatched += 1
+                full = False
+            elif len(self._busy) - self._keeping < cap:
+                if not self._want_slot:
+                    self._want_slot = True
+                    with contextlib.suppress(OSError):
+                        self._preempt_w.send(b"p")
+                return False
+            else:
+                full = True
         if full:
             self._reject(conn.sock)
-            return
+            return True
         self._workers.submit(lambda: self._work(conn))
+        return True
+
+    def _dispatch_deferred(self, deferred: list[Connection]) -> list[Connection]:
+        """Retry the connections that waited for a keeper's slot; returns those
+        still waiting. When none is left, keep windows are allowed again."""
+        waiting = [conn for conn in deferred if not self._dispatch(conn)]
+        if not waiting:
+            with self._lock:
+                self._want_slot = False
+                with contextlib.suppress(OSError):
+                    while self._preempt_r.recv(4096):
+                        pass
+        return waiting
 
     def _work(self, conn: Connection) -> None:
         keep = conn.serve_ready()  # closes the connection itself when False
-        with self._lock:
+        keeping = False
+        while keep:
+            keeping = self._enter_window()
+            if not keeping or not self._spoke_within_window(conn):
+                break
+            with self._lock:  # leave the window and serve, unless told to park
+                if self._want_slot or self._draining:
+                    break
+                self._keeping -= 1
+                keeping = False
+            keep = conn.serve_ready()
+        with self._lock:  # one step: a waiting dispatch never sees a half-freed slot
+            if keeping:
+                self._keeping -= 1
             self._busy.discard(conn)
             self._busy_changed.notify_all()
             park = keep and not self._reactor_done and not self._draining
             if park:
                 self._inbox.put(conn)
-        if park:
+            wake = park or self._want_slot
+        if wake:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"w")
-        elif keep:
+        if keep and not park:
             conn.close()
+
+    def _enter_window(self) -> bool:
+        """Start a keep window (counted in ``_keeping``), unless it is off, a
+        connection waits for a slot, or the server is stopping."""
+        if self.config.keep_window_s <= 0:
+            return False
+        with self._lock:
+            if self._want_slot or self._draining:
+                return False
+            self._keeping += 1
+            return True
+
+    def _spoke_within_window(self, conn: Connection) -> bool:
+        """Wait up to the keep window for the client's next bytes; ``False``
+        when the window passed or was cut short (a slot is wanted, shutdown)."""
+        try:
+            poller = select.poll()
+            poller.register(conn.sock, select.POLLIN)
+            poller.register(self._preempt_r, select.POLLIN)
+            ready = poller.poll(self.config.keep_window_s * 1e3)
+        except (OSError, ValueError):
+            return False
+        preempt = self._preempt_r.fileno()
+        return any(fd != preempt for fd, _ in ready)
 
     def _reject(self, sock: socket.socket) -> None:
         """503 from the accept loop itself; the linger happens elsewhere."""
@@ -524,6 +628,8 @@ class PeerSyncServer:
         self._draining = True
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
+        with contextlib.suppress(OSError):
+            self._preempt_w.send(b"x")  # cut keep windows short
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=5)
         if self._listener is not None:
@@ -549,6 +655,8 @@ class PeerSyncServer:
             self._rejects.put_nowait(None)
         self._wake_r.close()
         self._wake_w.close()
+        self._preempt_r.close()
+        self._preempt_w.close()
         _log.info("engine %s stopped", self.config.label)
 
     def __enter__(self) -> PeerSyncServer:
