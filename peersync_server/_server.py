@@ -540,13 +540,20 @@ class PeerSyncServer:
         keeping = False
         while keep:
             keeping = self._enter_window()
-            if not keeping or not self._spoke_within_window(conn):
+            if not keeping:
                 break
-            with self._lock:  # leave the window and serve, unless told to park
-                if self._want_slot or self._draining:
+            if conn.read_ready():  # asked again already: serve it (no poll)
+                with self._lock:
+                    self._keeping -= 1
+                    keeping = False
+            else:
+                if not self._spoke_within_window(conn):
                     break
-                self._keeping -= 1
-                keeping = False
+                with self._lock:  # leave the window and serve, unless told to park
+                    if self._want_slot or self._draining:
+                        break
+                    self._keeping -= 1
+                    keeping = False
             keep = conn.serve_ready()
         with self._lock:  # one step: a waiting dispatch never sees a half-freed slot
             if keeping:
