@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any, TextIO
 
@@ -34,7 +35,16 @@ LOCK_PATH_PREFIX = "/api/sync/reconcile-lock/"
 MAX_LOGGED_PATH = 256
 
 
+#: Printable ASCII but the backslash: logged as is (every well-formed path).
+_PLAIN = re.compile(r"[\x21-\x5b\x5d-\x7e]*")
+#: Where an access record says it comes from (what ``Logger.info`` would find
+#: by walking the stack, which :func:`log_request` skips).
+_SOURCE = (__file__, 0, "log_request")
+
+
 def _escape(text: str) -> str:
+    if _PLAIN.fullmatch(text):
+        return text
     out = []
     for ch in text:
         code = ord(ch)
@@ -115,7 +125,12 @@ def log_request(
     nbytes: int,
     peer: str = "",
 ) -> None:
-    """The access line: method, safe path, status, milliseconds, bytes sent."""
+    """The access line: method, safe path, status, milliseconds, bytes sent.
+
+    Nothing is built when the logger is off for ``INFO``. The record is made
+    and handled as ``logger.info`` would, without its stack walk (one per
+    request) to find the caller: it names this function.
+    """
     if not logger.isEnabledFor(logging.INFO):
         return
     path = safe_path(target)
@@ -128,13 +143,16 @@ def log_request(
         "bytes": nbytes,
         "peer": peer,
     }
-    logger.info(
+    pathname, lineno, func = _SOURCE
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        pathname,
+        lineno,
         "%s %s %d %.1fms %dB %s",
-        method_safe,
-        path,
-        status,
-        ms,
-        nbytes,
-        peer,
-        extra={"fields": fields},
+        (method_safe, path, status, ms, nbytes, peer),
+        None,
+        func,
+        {"fields": fields},
     )
+    logger.handle(record)
