@@ -33,6 +33,7 @@ from ._events import (
     SnapshotCaptureFailed,
     Tick,
 )
+from ._head import HeadCheck, check_head
 from ._json import decode_json, encode_json
 from ._lock import LockView
 from ._monitor import (
@@ -104,6 +105,7 @@ from ._reconciler import (
     Reconciler,
     ReconcilerView,
 )
+from ._responses import error_response
 from ._snapshot import decode_snapshot, encode_snapshot
 from ._values import Cause, ClockMode, ClockSync, DecodedSnapshot, Role
 from ._winner import (
@@ -151,6 +153,7 @@ __all__ = [
     "FailureKind",
     "Floors",
     "FloorsRaised",
+    "HeadCheck",
     "HostStalled",
     "HostStatus",
     "HostView",
@@ -200,10 +203,12 @@ __all__ = [
     "StepDown",
     "Tick",
     "canonical_json",
+    "check_head",
     "decode_json",
     "decode_snapshot",
     "encode_json",
     "encode_snapshot",
+    "error_response",
     "parse_peer_health",
     "pick_winner",
     "promotion_epoch",

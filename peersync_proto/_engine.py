@@ -23,6 +23,7 @@ from ._events import (
     SnapshotCaptureFailed,
     Tick,
 )
+from ._head import authenticate, body_limit
 from ._lock import LockView, ReconcileLock
 from ._monitor import MonitorConfig, MonitorView, PeerMonitor
 from ._never import assert_never
@@ -38,10 +39,8 @@ from ._outputs import (
 )
 from ._peer_events import MonitorOutput, OwnStanding, ProbeAnswered, ProbeFailed, Promote
 from ._requests import (
-    check_bearer,
     check_body_size,
     check_content_type,
-    check_control_plane,
     header_values,
     parse_acquire,
     parse_force_leader,
@@ -49,7 +48,7 @@ from ._requests import (
 )
 from ._responses import error_response, json_response, raw_json_response
 from ._role import RoleInput, role_move
-from ._routes import Auth, Endpoint, Route, route
+from ._routes import Endpoint, Route, route
 from ._snapshot import decode_snapshot, encode_snapshot
 from ._values import Cause, ClockSync, DecodedSnapshot, Role
 from ._winner import promotion_epoch
@@ -432,14 +431,9 @@ class Engine:
         endpoint = found.endpoint
         if endpoint is Endpoint.PEER_HEALTH:
             return json_response(req.request_id, 200, self._peer_health_body(req.now))
-        self._authenticate(req, found)
+        authenticate(self._config, found, req.headers)
         if found.takes_body:
-            limit = (
-                self._config.max_snapshot_bytes
-                if endpoint is Endpoint.APPLY_STATE
-                else self._config.max_body_bytes
-            )
-            check_body_size(req.body, limit)
+            check_body_size(req.body, body_limit(self._config, endpoint))
             if req.body or req.predecoded is not None:
                 check_content_type(req.headers)
         rid = req.request_id
@@ -466,12 +460,6 @@ class Engine:
         if endpoint is Endpoint.LOCK_STATUS:
             return json_response(rid, 200, self._lock.status_body(req.now))
         assert_never(endpoint)  # PEER_HEALTH was answered above
-
-    def _authenticate(self, req: Request, found: Route) -> None:
-        if found.auth is Auth.CONTROL_PLANE:
-            check_control_plane(req.headers, self._config.control_plane_secret)
-        else:
-            check_bearer(req.headers, self._config.api_token, no_auth=self._config.no_auth)
 
     def _peer_health_body(self, now: int) -> dict[str, Any]:
         host = self._host

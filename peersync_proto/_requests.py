@@ -22,6 +22,7 @@ from ._events import Headers
 from ._json import decode_json
 
 __all__ = [
+    "body_too_large",
     "check_bearer",
     "check_body_size",
     "check_content_type",
@@ -76,14 +77,19 @@ def check_control_plane(headers: Headers, secret: bytes | None) -> None:
         raise _unauthorized("The control-plane secret is missing or wrong.", bearer=False)
 
 
+def body_too_large(limit: int) -> RemoteProtocolError:
+    """Contract 2: ``413 body_too_large``, naming the limit."""
+    return RemoteProtocolError(
+        f"The body is larger than {limit} bytes.",
+        status=413,
+        code="body_too_large",
+        extra={"limitBytes": limit},
+    )
+
+
 def check_body_size(body: bytes, limit: int) -> None:
     if len(body) > limit:
-        raise RemoteProtocolError(
-            f"The body is larger than {limit} bytes.",
-            status=413,
-            code="body_too_large",
-            extra={"limitBytes": limit},
-        )
+        raise body_too_large(limit)
 
 
 def check_content_type(headers: Headers) -> None:

@@ -26,6 +26,7 @@ from peersync_proto import (
     Entropy,
     Event,
     FloorsRaised,
+    HeadCheck,
     HostStatus,
     MonitorConfig,
     Output,
@@ -37,13 +38,8 @@ from peersync_proto import (
     SnapshotCaptured,
     SnapshotCaptureFailed,
     Tick,
+    check_head,
 )
-from peersync_proto._requests import (
-    check_bearer,
-    check_content_type,
-    check_control_plane,
-)
-from peersync_proto._routes import Auth, Endpoint, route
 
 from ._clock import Clock, Ticker
 from ._host import EngineHost
@@ -57,29 +53,12 @@ _log = logging.getLogger("peersync.server.engine")
 OutputListener = Callable[[Sequence[Output]], None]
 
 
-class Precheck:
-    """What can be answered from the head alone, before a body is read.
-
-    The core's own pure checks (route, auth, media type) run early so that an
-    unauthenticated client cannot make the server read or decode a 64 MiB
-    body, and so ``Expect: 100-continue`` is honoured only for a request that
-    passed auth and size checks. Nothing here changes engine state.
-    """
-
-    __slots__ = ("error", "limit", "media_error", "snapshot")
-
-    def __init__(
-        self,
-        *,
-        error: RemoteProtocolError | None,
-        media_error: RemoteProtocolError | None = None,
-        limit: int,
-        snapshot: bool,
-    ) -> None:
-        self.error = error  #: route or auth (answered before the size check)
-        self.media_error = media_error  #: Content-Type (answered after it, as the core does)
-        self.limit = limit
-        self.snapshot = snapshot
+#: What can be answered from the head alone, before a body is read: the core's
+#: :class:`peersync_proto.HeadCheck` (route and auth, the body limit, the media
+#: type). Checked early so an unauthenticated client cannot make the server
+#: read or decode a 64 MiB body, and so ``Expect: 100-continue`` is honoured
+#: only for a request that passed auth and size checks.
+Precheck = HeadCheck
 
 
 class EngineDriver:
@@ -210,27 +189,9 @@ class EngineDriver:
     def precheck(
         self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], has_body: bool
     ) -> Precheck:
-        """Route, auth and media type from the head (the core's own checks)."""
-        cfg = self._config
-        limit = cfg.max_body_bytes
-        snapshot = False
-        try:
-            found = route(method, target)
-            snapshot = found.endpoint is Endpoint.APPLY_STATE
-            limit = cfg.max_snapshot_bytes if snapshot else cfg.max_body_bytes
-            if found.auth is Auth.CONTROL_PLANE:
-                check_control_plane(tuple(headers), cfg.control_plane_secret)
-            elif found.auth is Auth.BEARER:
-                check_bearer(tuple(headers), cfg.api_token, no_auth=cfg.no_auth)
-        except RemoteProtocolError as err:
-            return Precheck(error=err, limit=limit, snapshot=snapshot)
-        media_error = None
-        if has_body and found.takes_body:
-            try:
-                check_content_type(tuple(headers))
-            except RemoteProtocolError as err:
-                media_error = err
-        return Precheck(error=None, media_error=media_error, limit=limit, snapshot=snapshot)
+        """Route, auth, body limit and media type from the head: the core's
+        :func:`peersync_proto.check_head` (pure; no engine lock needed)."""
+        return check_head(self._config, method, target, headers, has_body=has_body)
 
     def serve(
         self,
