@@ -13,10 +13,13 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
 from typing import Any, TextIO
 
 __all__ = [
     "ACCESS_LOGGER",
+    "LOG_BATCH_DELAY_S",
     "LOCK_PATH_PREFIX",
     "LOGGER",
     "REDACTED",
@@ -33,6 +36,12 @@ REDACTED = "<redacted>"
 LOCK_PATH_PREFIX = "/api/sync/reconcile-lock/"
 #: A logged path is cut to this many characters (after escaping).
 MAX_LOGGED_PATH = 256
+#: Lines below WARNING (the access lines) reach the stream at most this long
+#: after they were logged, many in one write: one system call per batch, not
+#: one per request (each is a hand-off of the GIL to another busy thread).
+#: WARNING and above are written at once, after whatever is pending. A
+#: ``kill -9`` loses at most this much of the access log.
+LOG_BATCH_DELAY_S = 0.01
 
 
 #: Printable ASCII but the backslash: logged as is (every well-formed path).
@@ -100,15 +109,85 @@ class _TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
+class _BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes lines below WARNING in batches, from its
+    own thread, at most ``delay`` seconds late (:data:`LOG_BATCH_DELAY_S`).
+    The thread sleeps until a line is pending (it never polls); ``flush`` and
+    ``close`` (``logging.shutdown`` at exit) write what is pending."""
+
+    def __init__(self, stream: TextIO, delay: float) -> None:
+        super().__init__(stream)
+        self._delay = delay
+        self._pending: list[str] = []
+        self._due = threading.Event()
+        self._closed = False
+        self._writer = threading.Thread(target=self._run, name="peersync-log", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:  # under the handler lock
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING or self._closed:
+            self._write_pending()
+        elif len(self._pending) == 1:
+            self._due.set()
+
+    def _write_pending(self) -> None:  # under the handler lock
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # stream closed or broken: drop, as logging does
+            pass
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self._closed = True
+        self.flush()
+        self._due.set()
+        super().close()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            if self._closed:
+                return
+            time.sleep(self._delay)  # let the batch gather
+            self.acquire()
+            try:
+                self._due.clear()  # under the lock: a line logged now sets it again
+                self._write_pending()
+            finally:
+                self.release()
+
+
 def configure_logging(
     *, fmt: str = "text", level: str | int = "INFO", stream: TextIO | None = None
 ) -> logging.Handler:
-    """Send the server's logs to ``stream`` (stderr by default); returns the handler."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    """Send the server's logs to ``stream`` (stderr by default); returns the
+    handler. Lines below WARNING are written in batches, at most
+    :data:`LOG_BATCH_DELAY_S` late."""
+    handler = _BatchingStreamHandler(
+        stream if stream is not None else sys.stderr, LOG_BATCH_DELAY_S
+    )
     handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger("peersync")
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, _BatchingStreamHandler):
+            old.close()
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     root.propagate = False
