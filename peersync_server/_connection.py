@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import select
 import socket
 import time
@@ -77,6 +78,12 @@ _LINGER_S = 2.0
 _LINGER_BYTES = 4 * 1024 * 1024
 
 _CONNECTION_CLOSE = (b"connection", b"close")
+#: The end of a request head (h11 takes bare LF line ends too).
+_HEAD_END = re.compile(rb"\n\r?\n")
+#: Send deadline of an answer the accept loop writes itself (a peer-health
+#: answer past the busy cap): a few hundred bytes into an empty send buffer
+#: go at once, and the accept loop must never wait on one client.
+_INLINE_SEND_S = 0.05
 
 _log = logging.getLogger("peersync.server")
 _access = logging.getLogger("peersync.server.access")
@@ -164,6 +171,9 @@ class Connection:
         timeout = int(limits.idle_timeout_s)
         self._keep_alive = (b"keep-alive", b"timeout=%d" % timeout) if timeout > 0 else None
         self._fed = 0  # bytes fed to h11 during the current request's head
+        #: When the first byte of a head still being gathered came (monotonic).
+        self._head_started: float | None = None
+        self._send_timeout_s = limits.send_timeout_s
         self._served = 0
         self._method = "-"
         self._target = "-"
@@ -179,11 +189,12 @@ class Connection:
         with contextlib.suppress(OSError):
             self.sock.close()
 
-    def serve_ready(self) -> bool:
-        """Serve what the client sent; ``True``: park me, ``False``: closed."""
+    def serve_ready(self, most: int | None = None) -> bool:
+        """Serve what the client sent (at most ``most`` requests); ``True``:
+        park me, ``False``: closed."""
         keep = False
         try:
-            keep = self._serve()
+            keep = self._serve(most)
         except (_Closed, _Answered):
             pass
         except OSError as exc:
@@ -194,18 +205,97 @@ class Connection:
             self.close()
         return keep
 
+    # -- gathering a head in the accept loop ------------------------------------
+
+    def gather(self) -> bool:
+        """Take what the client sent, without waiting (the accept loop calls
+        this for a parked connection that turned readable). ``True``: a worker
+        has something to serve at once (a whole head, more bytes than a head
+        may have, the client's close, or an error it will meet); ``False``:
+        part of a head, so the connection stays parked, holding no worker,
+        until the rest comes or :attr:`head_deadline` passes."""
+        while True:
+            try:
+                data = self.sock.recv(_RECV_SMALL_BYTES)
+            except BlockingIOError:
+                break
+            except OSError:
+                return True
+            if not data:
+                return True  # the client closed: the worker's read meets it again
+            if self._head_started is None:
+                self._head_started = time.monotonic()
+            self._h11.receive_data(data)
+            if len(data) < _RECV_SMALL_BYTES:
+                break
+        return self._head_buffered() or self._h11.their_state is not h11.IDLE
+
+    @property
+    def head_deadline(self) -> float | None:
+        """When a head being gathered runs out of time (``None``: no head)."""
+        started = self._head_started
+        return None if started is None else started + self._limits.header_timeout_s
+
+    @property
+    def head_ready(self) -> bool:
+        """A worker has something to serve without reading (see :meth:`gather`)."""
+        return self._head_buffered()
+
+    def _head_buffered(self) -> bool:
+        """A whole head, or more bytes than a head may have, is buffered."""
+        buffered = self._h11.trailing_data[0]
+        return (
+            len(buffered) > self._limits.max_header_bytes or _HEAD_END.search(buffered) is not None
+        )
+
+    def is_health_probe(self) -> bool:
+        """The buffered head is a peer-health ``GET``/``HEAD`` with no body:
+        one the accept loop may answer itself past the busy cap (it never
+        reads a body or waits on a client)."""
+        buffered = self._h11.trailing_data[0]
+        end = _HEAD_END.search(buffered)
+        if end is None:
+            return False
+        head = buffered[: end.start()].lower()
+        line, _, fields = head.partition(b"\n")
+        parts = line.rstrip(b"\r").split(b" ")
+        return (
+            len(parts) == 3
+            and parts[0] in (b"get", b"head")
+            and parts[1].partition(b"?")[0] == b"/api/peer/health"
+            and b"content-length" not in fields
+            and b"transfer-encoding" not in fields
+            and b"expect" not in fields
+        )
+
+    def serve_inline(self) -> bool:
+        """Serve one request on the accept loop's thread (a peer-health probe
+        past the busy cap), with a short send deadline; like
+        :meth:`serve_ready`, ``True`` means park me again."""
+        self._send_timeout_s = _INLINE_SEND_S
+        try:
+            return self.serve_ready(most=1)
+        finally:
+            self._send_timeout_s = self._limits.send_timeout_s
+
+    def time_out_head(self) -> None:
+        """The accept loop's deadline passed: ``408`` and close when part of
+        a head came (written without waiting), else close silently."""
+        if self._head_started is not None:
+            raw = own_error(408, "request_timeout", "The request head took too long.")
+            with contextlib.suppress(OSError):
+                self.sock.send(raw)
+            log_request(
+                _access, method="-", target="-", status=408, ms=0.0, nbytes=len(raw),
+                peer=self.peer,
+            )  # fmt: skip
+        self.close()
+
     def read_ready(self) -> bool:
         """Take what the client already sent, without waiting. ``True``: there
         is something to serve (bytes, the client's close, or an error that
         :meth:`serve_ready` will meet); ``False``: nothing yet."""
-        try:
-            data = self.sock.recv(_RECV_SMALL_BYTES)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        self._h11.receive_data(data)  # b"": the client closed
-        return True
+        return self.gather()
 
     # -- reading -----------------------------------------------------------------
 
@@ -243,7 +333,8 @@ class Connection:
         absolute header deadline starts now."""
         limits = self._limits
         self._fed = len(self._h11.trailing_data[0])
-        header_deadline = time.monotonic() + limits.header_timeout_s
+        header_deadline = self.head_deadline or time.monotonic() + limits.header_timeout_s
+        self._head_started = None
         got_bytes = self._fed > 0
         while True:
             try:
@@ -320,7 +411,7 @@ class Connection:
             sent = 0
         if sent == len(data):
             return
-        deadline = time.monotonic() + self._limits.send_timeout_s
+        deadline = time.monotonic() + self._send_timeout_s
         view = memoryview(data)[sent:]
         while view:
             self._wait(select.POLLOUT, deadline)
@@ -383,9 +474,11 @@ class Connection:
 
     # -- the request loop ----------------------------------------------------------
 
-    def _serve(self) -> bool:
-        """Requests while bytes are buffered; ``True`` when it may be parked."""
+    def _serve(self, most: int | None) -> bool:
+        """Requests while whole heads are buffered (at most ``most``); ``True``
+        when it may be parked."""
         limits = self._limits
+        done = 0
         while True:
             self._method = self._target = "-"
             head = self._next_head()
@@ -413,8 +506,11 @@ class Connection:
             if closing or self._h11.our_state is h11.MUST_CLOSE:
                 return False
             self._h11.start_next_cycle()
-            if not self._h11.trailing_data[0]:
-                return True  # nothing pipelined: park until the client speaks
+            if self._h11.trailing_data[0] and self._head_started is None:
+                self._head_started = time.monotonic()  # a pipelined head began
+            done += 1
+            if not self._head_buffered() or (most is not None and done >= most):
+                return True  # park until the client sends a whole head
 
     def _respond(self, head: h11.Request, method: str, target: str) -> tuple[Response, bool]:
         """The response for one request, and whether to close after it."""
@@ -532,7 +628,7 @@ class Connection:
         if total <= _GATHER_ABOVE:
             self._sendall(b"".join(parts))
             return total
-        deadline = time.monotonic() + self._limits.send_timeout_s
+        deadline = time.monotonic() + self._send_timeout_s
         views = [memoryview(p) for p in parts]
         while views:
             if time.monotonic() >= deadline:

@@ -393,9 +393,10 @@ class PeerSyncServer:
     # -- accepting --------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
-        """The reactor: accepts, parks idle connections (no thread each), hands
-        a connection to a worker when it speaks, and closes idle ones at their
-        deadline or when too many are parked (oldest first)."""
+        """The reactor: accepts, parks idle connections (no thread each),
+        gathers each request head without a worker, hands a connection to a
+        worker once a whole head is in, and closes idle ones at their deadline
+        (``408`` for half a head) or when too many are parked (oldest first)."""
         assert self._listener is not None
         listener = self._listener
         listener.setblocking(False)
@@ -409,7 +410,7 @@ class PeerSyncServer:
             sel.register(self._wake_r, selectors.EVENT_READ)
 
             def park(conn: Connection, now: float) -> None:
-                deadline = now + limits.idle_timeout_s
+                deadline = conn.head_deadline or now + limits.idle_timeout_s
                 try:
                     sel.register(conn.sock, selectors.EVENT_READ, conn)
                 except (ValueError, OSError):  # closed under us
@@ -435,7 +436,7 @@ class PeerSyncServer:
                 if deadlines and deadlines[0][0] <= now:
                     _, _, conn = heapq.heappop(deadlines)
                     unpark(conn)
-                    conn.close()  # idle past its deadline: close silently
+                    conn.time_out_head()  # idle: close silently; half a head: 408
                     self._parked_count = len(parked)
                     continue
                 timeout = deadlines[0][0] - now if deadlines else None
@@ -453,14 +454,19 @@ class PeerSyncServer:
                     else:
                         conn = key.data
                         unpark(conn)
-                        if not self._dispatch(conn):
+                        if not conn.gather():
+                            park(conn, time.monotonic())  # half a head: no worker yet
+                        elif not self._dispatch(conn):
                             deferred.append(conn)
                 while True:
                     try:
                         conn = self._inbox.get_nowait()
                     except queue.Empty:
                         break
-                    park(conn, time.monotonic())
+                    if not conn.head_ready:
+                        park(conn, time.monotonic())
+                    elif not self._dispatch(conn):  # pipelined behind an inline answer
+                        deferred.append(conn)
                 with self._lock:
                     self._parked_count = len(parked)
             with self._lock:
@@ -518,10 +524,23 @@ class PeerSyncServer:
             else:
                 full = True
         if full:
-            self._reject(conn.sock)
+            if conn.is_health_probe():
+                # Peer health answers 200 in every state (contract 5.5): past
+                # the cap the accept loop answers it itself, briefly.
+                self._serve_inline(conn)
+            else:
+                self._reject(conn.sock)
             return True
         self._workers.submit(lambda: self._work(conn))
         return True
+
+    def _serve_inline(self, conn: Connection) -> None:
+        """One peer-health probe served on the accept loop's thread (a short
+        core call and a few hundred bytes written without waiting); a kept
+        connection goes back through the inbox, so a pipelined head that
+        came with the probe is dispatched like any other."""
+        if conn.serve_inline():
+            self._inbox.put(conn)
 
     def _dispatch_deferred(self, deferred: list[Connection]) -> list[Connection]:
         """Retry the connections that waited for a keeper's slot; returns those
@@ -547,7 +566,9 @@ class PeerSyncServer:
                     self._keeping -= 1
                     keeping = False
             else:
-                if not self._spoke_within_window(conn):
+                # Only a whole head is served here; part of one goes back to
+                # the accept loop, which gathers the rest without a worker.
+                if not self._spoke_within_window(conn) or not conn.read_ready():
                     break
                 with self._lock:  # leave the window and serve, unless told to park
                     if self._want_slot or self._draining:

@@ -310,10 +310,16 @@ def test_accept_loop_503_is_service_unavailable(make_server: Factory) -> None:
     server = make_server(max_connections=1)
     busy = socket.create_connection(("127.0.0.1", server.port))
     try:
-        busy.sendall(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n")  # headers not done
+        busy.sendall(  # an upload whose body stalls holds the only worker
+            f"PUT /api/sync/state HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{".encode()
+        )
         time.sleep(0.1)
-        with PeerSyncClient(server.url) as client, pytest.raises(ServiceUnavailable) as caught:
-            client.peer_health()
+        # Peer health is answered past the cap (contract 5.5); the rest gets 503.
+        with PeerSyncClient(server.url, api_token=TOKEN) as client:
+            assert client.peer_health().engine_label == "a"
+            with pytest.raises(ServiceUnavailable) as caught:
+                client.sync_health()
         assert caught.value.status == 503
         assert caught.value.retry_after is not None and caught.value.retry_after >= 0
     finally:

@@ -6,6 +6,7 @@ rules with generous time bounds (the targets themselves are measured by
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable
 
@@ -108,6 +109,28 @@ def test_partition_makes_two_leaders_and_the_heal_makes_one_with_equal_state(
     pair.wait_log("b", "reconcile: finished", timeout=2)
     assert "'outcome': 'reconciled'" in pair.b.log()
     assert _stays_one_leader(pair, 1.0) == ["b"]
+
+
+def test_half_sent_heads_past_the_leaders_cap_cause_no_takeover(
+    make_pair: Callable[..., EnginePair],
+) -> None:
+    """Found by a tester: connections holding half a request head filled the
+    leader's workers, its health answered 503, and the follower took over a
+    healthy leader. Past the cap, health still answers and nothing moves."""
+    pair = make_pair(extra_args=("--max-connections", "8"))
+    _start_seeded(pair)
+    held = []
+    try:
+        for _ in range(24):
+            sock = socket.create_connection(("127.0.0.1", pair.a.port), timeout=5)
+            sock.sendall(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n")
+            held.append(sock)
+        # Ten probe periods: three failed probes would have been a takeover.
+        assert _stays_one_leader(pair, 2.0) == ["a"]
+    finally:
+        for sock in held:
+            sock.close()
+    assert "peer down" not in pair.b.log()
 
 
 def test_restart_over_persisted_state_comes_back_follower(pair: EnginePair) -> None:

@@ -324,13 +324,21 @@ def test_pipelined_requests_get_ordered_answers(server: PeerSyncServer) -> None:
 def test_accept_loop_answers_503_when_every_slot_is_busy(make_server: ServerFactory) -> None:
     server = make_server(max_connections=2)
     busy = []
+    stalled = request(
+        "PUT",
+        "/api/sync/state",
+        headers={**AUTH, "Content-Type": "application/json", "Content-Length": "1000000"},
+        close=False,
+    )
     try:
-        for _ in range(2):  # two slowloris heads keep both slots busy
+        for _ in range(2):  # two stalled uploads keep both slots busy (a half-sent
+            # head holds none, and peer health is answered past the cap: see
+            # test_health_past_the_cap.py)
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            sock.sendall(b"GET /api/peer/health HTTP/1.1\r\n")
+            sock.sendall(stalled + b'{"state":')
             busy.append(sock)
         time.sleep(0.2)
-        raw = raw_exchange(server.port, HEALTH)
+        raw = raw_exchange(server.port, request("GET", "/api/sync/health", headers=AUTH))
         body = _assert_own_error(raw, 503, "overloaded")
         assert body["error"]
         assert one_response(raw)[1]["retry-after"] == "1"
