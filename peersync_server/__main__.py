@@ -270,12 +270,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return _fail(str(exc))
     configure_logging(fmt=args.log_format, level=args.log_level)
-    if config.no_auth:
-        _log.warning(
-            "NO-AUTH MODE: the bearer endpoints are open to anyone who can reach %s:%d",
-            config.host,
-            config.port,
-        )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -296,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
     except ServerStartError as exc:
         return _fail(str(exc))
+    if config.no_auth:  # after binding: the real address, port 0 included
+        _log.warning(
+            "NO-AUTH MODE: the bearer endpoints are open to anyone who can reach %s",
+            server.url,
+        )
     if not server.wait_ready():
         _log.warning("the snapshot decoder did not start in time; continuing")
     print(f"listening on {server.url}", flush=True)

@@ -323,6 +323,14 @@ class PeerSyncServer:
     def start(self) -> int:
         """Open the state, bind, and serve in background threads; returns the port."""
         cfg = self.config
+        # Bind first: a start that fails (port in use) must leave a fresh
+        # state dir fresh, so the next start still applies ``--role``.
+        try:
+            self._listener = self._bind(cfg.host, cfg.port)
+        except OSError as exc:
+            raise ServerStartError(
+                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
+            ) from exc
         try:
             # The engine watches its peer only when something serves its
             # probes (the ``peer_monitor`` hook); unserved probes would look
@@ -336,14 +344,9 @@ class PeerSyncServer:
                 monitor=monitor,
             )
         except HostStateError as exc:
+            self._listener.close()
+            self._listener = None
             raise ServerStartError(str(exc)) from exc
-        try:
-            self._listener = self._bind(cfg.host, cfg.port)
-        except OSError as exc:
-            self._host.close()
-            raise ServerStartError(
-                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
-            ) from exc
         self._port = self._listener.getsockname()[1]
         self._driver.start()
         self._decoder.warm_up()

@@ -116,6 +116,7 @@ def test_no_auth_mode_warns_loudly(tmp_path: Path) -> None:
         code, _, err = proc.terminate()
     assert code == 0
     assert "NO-AUTH MODE" in err
+    assert f"anyone who can reach http://127.0.0.1:{port}" in err  # the real port, not 0
 
 
 @pytest.mark.parametrize(
@@ -163,6 +164,24 @@ def test_port_in_use_is_one_line_and_status_2(tmp_path: Path) -> None:
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_a_start_that_could_not_listen_leaves_the_engine_fresh(tmp_path: Path) -> None:
+    """``--role`` applies to a fresh engine; a first start that failed (port
+    in use) must not have made the state dir look used."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        args = _base_args(tmp_path, "--role", "leader")
+        args[3] = f"127.0.0.1:{holder.getsockname()[1]}"
+        assert _run_to_exit(args, tmp_path)[0] == 2
+    finally:
+        holder.close()
+    with server_process(_base_args(tmp_path, "--role", "leader"), cwd=tmp_path) as proc:
+        status, body = _get(proc.wait_listening(), "/api/peer/health")
+        assert status == 200 and body["role"] == "leader", body
+        assert proc.terminate()[0] == 0
 
 
 def test_unusable_state_dir_is_one_line_and_status_2(tmp_path: Path) -> None:
