@@ -477,7 +477,12 @@ class StandaloneHost:
                     doc = attrs.evolve(doc, epoch=max(doc.epoch, effect.epoch))
                     if seq >= doc.role_seq:
                         doc = attrs.evolve(doc, role=role.value, role_seq=seq)
-                    _log.info("role %s at epoch %d (%s)", role.value, effect.epoch, effect.cause)
+                    _log.info(
+                        "role %s at epoch %d (cause %s)",
+                        role.value,
+                        effect.epoch,
+                        effect.cause.value,
+                    )
                 else:
                     _log.debug("effect %r", effect)
             if doc != old:

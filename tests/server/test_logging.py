@@ -132,3 +132,6 @@ def test_no_secret_or_lock_id_in_any_log_line(tmp_path: Path, fmt: str, level: s
         if fmt == "json":
             assert {"method", "path", "status", "ms", "bytes"} <= set(access[0])
             assert any(r["path"] == "/api/sync/reconcile-lock/<redacted>" for r in access)
+        # Role changes say their cause as the contract spells it, not a Python enum.
+        assert "role leader at epoch 1 (cause force)" in err, err
+        assert "Cause." not in err
