@@ -103,11 +103,13 @@ class Limits:
     max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION
 
 
+#: Every status line carries its reason phrase (``HTTP/1.1 409 Conflict``),
+#: the core's answers as well as the server's own; prebuilt, not per answer.
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+
 def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b"Unknown"
+    return _REASONS.get(status, b"Unknown")
 
 
 def own_error(
@@ -610,7 +612,9 @@ class Connection:
         conn = self._h11
         parts = list(
             conn.send_with_data_passthrough(
-                h11.Response(status_code=response.status, headers=headers)
+                h11.Response(
+                    status_code=response.status, headers=headers, reason=_reason(response.status)
+                )
             )
             or ()
         )

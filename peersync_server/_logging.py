@@ -9,6 +9,7 @@ request cannot forge log lines.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
@@ -86,12 +87,19 @@ def safe_path(target: str | bytes) -> str:
     return escaped + ("?" + REDACTED if sep else "")
 
 
+def _utc_millis(created: float) -> str:
+    """``2026-12-04T08:03:20.123Z``: failover timing needs the milliseconds,
+    and a log shipped off the machine needs the zone."""
+    moment = datetime.datetime.fromtimestamp(created, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": _utc_millis(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

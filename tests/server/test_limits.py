@@ -459,3 +459,15 @@ def test_unauthenticated_upload_is_refused_before_the_body_is_read(
         raw = read_until_close(sock, 5)
     status, _, body = one_response(raw)
     assert (status, body["code"]) == (401, "unauthorized")
+
+
+def test_every_status_line_carries_its_reason_phrase(server: PeerSyncServer) -> None:
+    """The core's answers as well as the server's own (``409 Conflict``)."""
+    ok = raw_exchange(server.port, HEALTH)
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\n"), ok[:40]
+    lock = request("POST", "/api/sync/reconcile-lock", headers=AUTH)
+    raw_exchange(server.port, lock)
+    held = raw_exchange(server.port, lock)
+    assert held.startswith(b"HTTP/1.1 409 Conflict\r\n"), held[:40]
+    refused = raw_exchange(server.port, request("GET", "/api/sync/health"))
+    assert refused.startswith(b"HTTP/1.1 401 Unauthorized\r\n"), refused[:40]

@@ -57,6 +57,12 @@ def test_access_line_as_json_has_the_fields() -> None:
     assert json.loads(JsonFormatter().format(record))["message"] == ""
 
 
+def test_json_log_time_is_utc_with_milliseconds() -> None:
+    record = logging.LogRecord("peersync.failover", logging.INFO, __file__, 1, "m", (), None)
+    record.created = 1_764_835_400.1239  # 2025-12-04T08:03:20.123 UTC
+    assert json.loads(JsonFormatter().format(record))["time"] == "2025-12-04T08:03:20.123Z"
+
+
 def _exercise(port: int) -> list[str]:
     """Every endpoint, good and bad credentials; returns the lock ids seen."""
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
