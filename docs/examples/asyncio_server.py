@@ -1,11 +1,9 @@
 """The nine-endpoint peer-sync server on asyncio streams and h11, over the core.
 
-    python docs/examples/asyncio_server.py --label a --port 0 --api-token T --control-plane-secret S
+    python docs/examples/asyncio_server.py --label a --port 0 --api-token-file FILE
 
-What any wrapper must do is in docs/embedding.md: a fresh ``now`` per event, a
-``loop.call_at`` timer on ``next_deadline()``, effects in order (floors before
-the response), completions answered, one engine per lock (the loop thread).
-The engine host is in memory: it heartbeats, captures and applies at once.
+Secrets come from files or PEERSYNC_API_TOKEN / PEERSYNC_CONTROL_PLANE_SECRET, never argv.
+What every wrapper must do, and how this one does it, is in docs/embedding.md.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import pathlib
 import sys
 import time
 from collections.abc import Callable
@@ -25,38 +24,27 @@ import h11
 import peersync_proto as core
 
 clock = time.monotonic_ns  # the one clock: every event's now comes from here
-Reader = asyncio.StreamReader
-Writer = asyncio.StreamWriter
-Ready = Callable[[int], None]
+Reader, Writer, Ready = asyncio.StreamReader, asyncio.StreamWriter, Callable[[int], None]
 CLOSE, EOM = (b"connection", b"close"), h11.EndOfMessage()
-_BAD = core.encode_json({"error": "Not valid HTTP/1.1.", "code": "bad_request"})
-_HEAD = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), CLOSE]
-BAD_REQUEST = core.Response(
-    request_id=0, status=400, headers=(*_HEAD, (b"content-length", b"%d" % len(_BAD))), body=_BAD
-)
 HEARTBEAT_S = 0.1  # five beats per 500 ms stall limit, like the threaded server's host
-IDLE_TIMEOUT_S = 5.0
-MAX_HEAD_BYTES = 16 * 1024
+IDLE_TIMEOUT_S, LINGER_S, MAX_HEAD_BYTES = 5.0, 1.0, 16 * 1024  # the threaded server's too
+
+
+def own(status: int, code: str, message: str) -> core.RemoteProtocolError:
+    return core.RemoteProtocolError(message, status=status, code=code)  # framing: not a core rule
 
 
 class MemoryHost:
     """The engine host: state bytes, status, floors. Runs on the loop thread."""
 
-    def __init__(self) -> None:
-        self.state, self.program, self.preview, self.seq, self.executed = b"{}", "", "", 0, 0
-        self.floors = core.Floors()
+    state, program, preview, seq, executed, floors = b"{}", "", "", 0, 0, core.Floors()
 
     def captured(self, now: int, request_id: int) -> core.SnapshotCaptured:
         return core.SnapshotCaptured(
-            now=now,
-            request_id=request_id,
-            state=self.state,
-            captured_at_us=time.time_ns() // 1000,
-            program_source=self.program,
-            preview_source=self.preview,
-            last_command_seq=self.seq,
-            last_executed_seq=self.executed,
-        )
+            now=now, request_id=request_id, state=self.state, captured_at_us=time.time_ns() // 1000,
+            program_source=self.program, preview_source=self.preview,
+            last_command_seq=self.seq, last_executed_seq=self.executed,
+        )  # fmt: skip
 
     def apply(self, effect: core.ApplySnapshot, now: int) -> core.SnapshotApplied:
         snap = effect.snapshot  # "durably": a real host writes, fsyncs, then swaps
@@ -67,15 +55,13 @@ class MemoryHost:
 
 class AsyncPeerSync:
     def __init__(self, config: core.EngineConfig) -> None:
-        self.config, self.host = config, MemoryHost()
+        self.config, self.host, self.next_id = config, MemoryHost(), 0
         self.engine = core.Engine(config, now=clock(), entropy=os.urandom)
         self.timer: asyncio.TimerHandle | None = None
-        self.next_id = 0
 
     def feed(self, make: Callable[[int], core.Event]) -> core.Response | None:
         """One event with a fresh ``now``; run its outputs in order; re-arm the timer."""
-        pending = list(self.engine.handle(make(clock())))
-        response = None
+        pending, response = list(self.engine.handle(make(clock()))), None
         while pending:
             out = pending.pop(0)
             if isinstance(out, core.Response):
@@ -95,14 +81,10 @@ class AsyncPeerSync:
         """Sleep until the core's next deadline on the loop's clock; tick no earlier."""
         if self.timer is not None:
             self.timer.cancel()
-        deadline, loop = self.engine.next_deadline(), asyncio.get_running_loop()
-        if deadline is None:
-            self.timer = None
-            return
-        when = loop.time() + max(0, deadline - clock()) / 1e9
-        self.timer = loop.call_at(
-            when, lambda: self.feed(lambda now: core.Tick(now=max(now, deadline)))
-        )
+        self.timer, due, loop = None, self.engine.next_deadline(), asyncio.get_running_loop()
+        if due is not None:
+            when = loop.time() + max(0, due - clock()) / 1e9
+            self.timer = loop.call_at(when, self.feed, lambda now: core.Tick(now=max(now, due)))
 
     async def heartbeat(self) -> None:
         while True:  # the engine loop is alive: peer health stays "ok"
@@ -114,10 +96,10 @@ class AsyncPeerSync:
         try:
             while await self.exchange(conn, reader, writer):
                 conn.start_next_cycle()
-        except h11.RemoteProtocolError:  # not HTTP/1.1: the wrapper's own answer, then close
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                with contextlib.suppress(ConnectionError):  # the client may be gone
-                    await send(conn, writer, BAD_REQUEST)
+        except h11.RemoteProtocolError:  # not HTTP/1.1 (no answer sent yet): ours, then close
+            await refuse(conn, reader, writer, own(400, "bad_request", "Not valid HTTP/1.1."))
+        except core.RemoteProtocolError as error:  # refused from the head: the body stays unread
+            await refuse(conn, reader, writer, error)
         except (asyncio.TimeoutError, ConnectionError):
             pass
         finally:
@@ -129,33 +111,49 @@ class AsyncPeerSync:
         return event
 
     async def exchange(self, conn: h11.Connection, reader: Reader, writer: Writer) -> bool:
-        """One request, one response; False when the connection is done."""
+        """One request, one response (False: close); a refused head raises its answer."""
         request = await self.next_event(conn, reader)
         if not isinstance(request, h11.Request):
             return False  # ConnectionClosed: the client is done
-        # Read at most one byte past the largest limit; the core answers 413 itself.
-        limit = max(self.config.max_snapshot_bytes, self.config.max_body_bytes)
-        body, complete = b"", True
+        names, version = {name for name, _ in request.headers}, request.http_version
+        if version not in (b"1.0", b"1.1"):  # the threaded server's framing rules come first
+            raise own(505, "http_version_not_supported", "Only HTTP/1.0 and 1.1 are served.")
+        if b"transfer-encoding" in names and (b"content-length" in names or version == b"1.0"):
+            raise own(400, "bad_request", "Transfer-Encoding with Content-Length or on HTTP/1.0.")
+        if not request.target.startswith(b"/"):
+            raise own(400, "bad_request", "Only origin-form request targets are served.")
+        method, target = request.method.decode("ascii"), request.target.decode("latin-1")
+        length = next((int(v) for n, v in request.headers if n == b"content-length"), None)
+        has_body = bool(length) or b"transfer-encoding" in names
+        check = core.check_head(self.config, method, target, request.headers, has_body=has_body)
+        waiting = conn.they_are_waiting_for_100_continue
+        if (has_body or waiting) and (error := check.refusal(length)) is not None:
+            raise error  # route, auth, size, media type: the core's checks, in its order
+        if waiting:  # only now that the head passed
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        body = b""
         while not isinstance(event := await self.next_event(conn, reader), h11.EndOfMessage):
-            body += event.data if isinstance(event, h11.Data) else b""
-            if len(body) > limit:  # stop reading; close after the answer
-                complete = False
-                break
+            body += event.data  # h11.Data: h11 raises on a body cut short
+            if (error := check.refusal(len(body))) is not None:
+                raise error  # a chunked body past the limit
         self.next_id += 1
-        event = core.Request(
-            now=0,  # replaced below: every event gets a fresh now in feed()
-            request_id=self.next_id,
-            method=request.method.decode("ascii"),
-            target=request.target.decode("latin-1"),
-            headers=request.headers,
-            body=body,
-        )
-        response = self.feed(lambda now: attrs.evolve(event, now=now))
+        response = self.feed(lambda now: core.Request(now=now, request_id=self.next_id,
+            method=method, target=target, headers=request.headers, body=body))  # fmt: skip
         assert response is not None  # the in-memory host completes at once
-        if not complete:
-            response = attrs.evolve(response, headers=(*response.headers, CLOSE))
         await send(conn, writer, response)
-        return complete and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+async def refuse(conn: h11.Connection, reader: Reader, writer: Writer,
+                 error: core.RemoteProtocolError) -> None:
+    """Answer and close, the body unread; drop what still comes for a moment (not a reset)."""
+    answer = core.error_response(0, error)
+    with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+        await send(conn, writer, attrs.evolve(answer, headers=(*answer.headers, CLOSE)))
+        writer.write_eof()
+        end = time.monotonic() + LINGER_S
+        while await asyncio.wait_for(reader.read(65536), end - time.monotonic()):
+            pass
 
 
 async def send(conn: h11.Connection, writer: Writer, response: core.Response) -> None:
@@ -185,11 +183,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", type=core.Role, default="follower", metavar="leader|follower")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8470)
-    parser.add_argument("--api-token", type=str.encode)
-    parser.add_argument("--control-plane-secret", type=str.encode)
+    parser.add_argument("--api-token-file", metavar="FILE", help="or env PEERSYNC_API_TOKEN")
+    parser.add_argument("--control-plane-secret-file", metavar="FILE")  # or the env variable
     parser.add_argument("--no-auth", action="store_true")
     args = vars(parser.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
+    for name in ("api_token", "control_plane_secret"):  # a file, else the threaded server's env
+        path, env = args.pop(name + "_file"), os.environ.get("PEERSYNC_" + name.upper(), "")
+        args[name] = (pathlib.Path(path).read_bytes() if path else env.encode()).strip() or None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(core.EngineConfig(**args), host, port, None))
 

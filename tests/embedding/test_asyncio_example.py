@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -21,12 +22,16 @@ def test_the_asyncio_server_is_under_200_lines() -> None:
     assert len(EXAMPLE.read_text("utf-8").splitlines()) < 200
 
 
-def test_the_loop_timer_reports_a_lock_expiry_with_no_request_and_sigint_stops_it() -> None:
+def test_the_loop_timer_reports_a_lock_expiry_with_no_request_and_sigint_stops_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    token = tmp_path / "api-token"
+    token.write_text("t0k\n")  # a secret comes from a file (or the env), never from argv
+    env = {**os.environ, "PEERSYNC_CONTROL_PLANE_SECRET": "s3c"}
+    env.pop("PEERSYNC_API_TOKEN", None)
+    argv = [sys.executable, str(EXAMPLE), "--label", "b", "--port", "0", "--api-token-file"]
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE), "--label", "b", "--port", "0", "--api-token", "t0k"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [*argv, str(token)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
         assert proc.stdout is not None
@@ -43,6 +48,10 @@ def test_the_loop_timer_reports_a_lock_expiry_with_no_request_and_sigint_stops_i
         response = conn.getresponse()
         assert response.status == 200, response.read()
         grant = json.loads(response.read())
+        conn.request("POST", "/api/peer/force-leader", headers={"X-Control-Plane-Secret": "s3c"})
+        response = conn.getresponse()
+        assert response.status == 200, response.read()  # the secret came from the env
+        response.read()
         conn.close()
         time.sleep(1.4)  # no request after the grant: only the timer can wake the core
     finally:
