@@ -280,3 +280,144 @@ def test_bytes_that_are_not_http_get_400_and_a_close(start: StartServer) -> None
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body)["code"] == "bad_request"
+
+
+# -- answers from the request head alone (raw sockets) -------------------------------
+#
+# A server must refuse what it can from the head, before it reads a body: a client
+# without the token, or one that declares a body over the limit, gets its answer at
+# once and the connection closes, without the server reading (or waiting for) a byte
+# of the body. Framing the core never sees is refused the same way.
+
+SNAPSHOT_LIMIT = 64 * 1024 * 1024
+
+
+def exchange_raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data`` (a head, maybe no body) and read until the server closes."""
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                got = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not got:
+                break
+            chunks.append(got)
+    return b"".join(chunks)
+
+
+def closing_answer(raw: bytes, status: int, code: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """One final answer with the contract's headers, then the close."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    assert sep, f"no answer before the close or the timeout: {raw[:200]!r}"
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    assert status_line.startswith(f"HTTP/1.1 {status} "), status_line
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    obj = json.loads(body)
+    assert obj["code"] == code and isinstance(obj["error"], str) and obj["error"]
+    return headers, obj
+
+
+def put_state_head(length: int, *, token: str | None, content_type: str = "application/json",
+                   extra: str = "") -> bytes:  # fmt: skip
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    return (
+        f"PUT /api/sync/state HTTP/1.1\r\nHost: x\r\n{auth}X-Reconcile-Lock-Id: {'0' * 32}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_a_64_mib_upload_without_the_token_is_401_from_the_head(start: StartServer) -> None:
+    port = start()
+    for token in (None, "wrong"):
+        raw = exchange_raw(port, put_state_head(SNAPSHOT_LIMIT + 1, token=token))  # no body sent
+        headers, _ = closing_answer(raw, 401, "unauthorized")
+        assert headers["www-authenticate"].startswith("Bearer")
+
+
+def test_an_upload_over_the_snapshot_limit_is_413_from_the_head(start: StartServer) -> None:
+    port = start()
+    raw = exchange_raw(port, put_state_head(SNAPSHOT_LIMIT + 1, token=TOKEN))  # no body sent
+    _, body = closing_answer(raw, 413, "body_too_large")
+    assert body["limitBytes"] == SNAPSHOT_LIMIT
+    # The size comes before the media type, as the core orders them ...
+    raw = exchange_raw(port, put_state_head(SNAPSHOT_LIMIT + 1, token=TOKEN, content_type="x/y"))
+    closing_answer(raw, 413, "body_too_large")
+    # ... and a body within the limit but not JSON is 415, still before a byte is read.
+    raw = exchange_raw(port, put_state_head(10_000_000, token=TOKEN, content_type="text/plain"))
+    closing_answer(raw, 415, "unsupported_media_type")
+    assert call(port, "GET", "/api/peer/health")[0] == 200  # still serving
+
+
+def test_content_length_with_transfer_encoding_is_400(start: StartServer) -> None:
+    port = start()
+    raw = exchange_raw(
+        port,
+        b"POST /api/sync/reconcile-lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + TOKEN.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    closing_answer(raw, 400, "bad_request")
+    assert call(port, "GET", "/api/sync/reconcile-lock", None, AUTH)[1]["held"] is False
+
+
+def test_transfer_encoding_on_http_1_0_is_400(start: StartServer) -> None:
+    port = start()
+    raw = exchange_raw(
+        port,
+        b"POST /api/sync/reconcile-lock HTTP/1.0\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    closing_answer(raw, 400, "bad_request")
+
+
+def test_an_http_version_other_than_1_0_or_1_1_is_505(start: StartServer) -> None:
+    port = start()
+    raw = exchange_raw(port, b"GET /api/peer/health HTTP/2.0\r\nHost: x\r\n\r\n")
+    closing_answer(raw, 505, "http_version_not_supported")
+
+
+def test_an_absolute_form_target_is_400(start: StartServer) -> None:
+    port = start()
+    raw = exchange_raw(port, b"GET http://x/api/peer/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    closing_answer(raw, 400, "bad_request")
+
+
+def test_expect_100_continue_with_a_wrong_token_gets_the_401_at_once_and_no_100(
+    start: StartServer,
+) -> None:
+    port = start()
+    head = put_state_head(1000, token="wrong", extra="Expect: 100-continue\r\n")
+    raw = exchange_raw(port, head)
+    assert not raw.startswith(b"HTTP/1.1 100"), raw[:100]
+    closing_answer(raw, 401, "unauthorized")
+
+
+def test_expect_100_continue_is_answered_once_the_head_passed(start: StartServer) -> None:
+    port = start()
+    body = b'{"owner": "x-owner"}'
+    head = (
+        "POST /api/sync/reconcile-lock HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        sock.sendall(body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        grant = json.loads(response.read())
+    assert response.status == 200 and grant["owner"] == "x-owner"
