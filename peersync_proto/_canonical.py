@@ -32,7 +32,7 @@ from itertools import chain, compress, repeat
 from typing import Any, TypeAlias
 
 from ._errors import LocalProtocolError
-from ._values import INT64_MAX, INT64_MIN
+from ._values import INT64_MAX, INT64_MIN, float_spelled_as_wide_int
 
 __all__ = ["JSONValue", "canonical_json", "jcs_float", "state_checksum"]
 
@@ -96,6 +96,15 @@ def jcs_float(value: float) -> str:
     exp = point - 1
     head = digits[0] + ("." + digits[1:] if count > 1 else "")
     return f"{head}e{'+' if exp > 0 else '-'}{abs(exp)}"
+
+
+def _member_float(value: float) -> str:
+    """:func:`jcs_float` of a float in a value being canonicalized, refusing
+    one RFC 8785 writes as an integer outside signed 64 bits: its canonical
+    bytes would read back as an integer the contract refuses."""
+    if float_spelled_as_wide_int(value):
+        raise LocalProtocolError(f"{value!r} is written as an integer outside signed 64 bits")
+    return jcs_float(value)
 
 
 def _not_json(types: set[type]) -> LocalProtocolError:
@@ -211,7 +220,7 @@ def _render(value: Any, dirty: set[int], astral: set[int]) -> str:
 
     def copy(item: Any) -> Any:
         if type(item) is float:
-            return stand_in(jcs_float(item))
+            return stand_in(_member_float(item))
         if id(item) not in dirty:
             return item
         if id(item) in astral:
@@ -249,7 +258,8 @@ def canonical_json(value: JSONValue) -> bytes:
     Raises :class:`LocalProtocolError` (the host handed in something that is
     not JSON) for NaN and infinities, non-str member names, types other than
     dict, list, str, int, float, bool and None, integers outside signed 64
-    bits, lone surrogates, and nesting too deep to walk.
+    bits (a float RFC 8785 writes as such an integer, ``1e20``, too), lone
+    surrogates, and nesting too deep to walk.
     """
     try:
         levels = _clean([value], check_ints=False)

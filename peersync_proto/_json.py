@@ -36,7 +36,7 @@ from typing import Any
 import attrs
 
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._values import INT64_MAX, INT64_MIN
+from ._values import INT64_MAX, INT64_MIN, float_spelled_as_wide_int
 
 __all__ = ["DEFAULT_MAX_DEPTH", "decode_json", "encode_json"]
 
@@ -148,6 +148,8 @@ def checked_float(text: str) -> float:
     value = float(text)
     if value in (_INF, -_INF):
         raise invalid_json_error(f"number {text[:40]} overflows a double")
+    if float_spelled_as_wide_int(value):
+        raise invalid_json_error(f"number {text[:40]} is an integer outside signed 64 bits")
     return value
 
 

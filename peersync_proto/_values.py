@@ -10,6 +10,7 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "Cause",
+    "float_spelled_as_wide_int",
     "ClockMode",
     "ClockSync",
     "DecodedSnapshot",
@@ -18,6 +19,20 @@ __all__ = [
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+
+_TWO_63 = 2.0**63
+#: RFC 8785 writes a float below 1e21 in plain digits, no point, no exponent.
+_JCS_PLAIN_BELOW = 1e21
+
+
+def float_spelled_as_wide_int(value: float) -> bool:
+    """RFC 8785 writes this float as an integer outside signed 64 bits
+    (``9.3e18`` -> ``9300000000000000000``): its canonical bytes would read
+    back as an integer the contract refuses, so such a float is refused
+    wherever it enters (decoded input, a host's state)."""
+    # Symmetric: -2**63 itself is written -9223372036854776000 (the shortest
+    # digits that round-trip), which is below INT64_MIN.
+    return _TWO_63 <= abs(value) < _JCS_PLAIN_BELOW
 
 
 class Role(enum.Enum):

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peersync_proto._canonical import canonical_json, jcs_float, state_checksum
-from peersync_proto._errors import LocalProtocolError
+from peersync_proto._errors import LocalProtocolError, RemoteProtocolError
+from peersync_proto._json import decode_json
+from peersync_proto._values import float_spelled_as_wide_int
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SAFE = 2**53 - 1  # rfc8785's integer domain
@@ -59,7 +61,40 @@ FLOATS = [
 @pytest.mark.parametrize("number", FLOATS, ids=repr)
 def test_floats_match_rfc8785(number: float) -> None:
     assert jcs_float(number) == rfc8785.dumps(number).decode()
-    assert canonical_json([number]) == rfc8785.dumps([number])
+    if float_spelled_as_wide_int(number):  # 1e20: refused in a value, see below
+        with pytest.raises(LocalProtocolError):
+            canonical_json([number])
+    else:
+        assert canonical_json([number]) == rfc8785.dumps([number])
+
+
+#: Floats RFC 8785 writes as integers outside signed 64 bits, and the
+#: neighbours that are still fine.
+WIDE = [2.0**63, -(2.0**63), 9.3e18, 1e20, 9.999999999999999e20, -5e20]
+NARROW = [9.223372036854775e18, -9.223372036854775e18, 1e21, -1e21, 1e18, 2.0**53]
+
+
+@pytest.mark.parametrize("number", WIDE, ids=repr)
+def test_a_float_written_as_a_wide_integer_is_refused_in_and_out(number: float) -> None:
+    """Its canonical bytes would read back as an integer outside signed 64
+    bits, which strict JSON refuses: so a host's state holding it is refused
+    (canonical_json), and so is a body spelling it as a float (decode_json).
+    Found by Hypothesis: 9.223372036854776e18 canonicalized to bytes that the
+    peer then refused, so such a state could never be reconciled."""
+    text = jcs_float(number)
+    assert "e" not in text and "." not in text and not -(2**63) <= int(text) < 2**63
+    with pytest.raises(LocalProtocolError):
+        canonical_json({"x": number})
+    for spelling in (repr(number), text + ".0"):
+        with pytest.raises(RemoteProtocolError) as caught:
+            decode_json(b'{"x":' + spelling.encode() + b"}")
+        assert caught.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize("number", NARROW, ids=repr)
+def test_a_float_at_the_edge_that_reads_back_is_kept(number: float) -> None:
+    data = canonical_json({"x": number})
+    assert canonical_json(decode_json(data)) == data  # an integral one reads back as an int
 
 
 @pytest.mark.parametrize(
@@ -244,7 +279,11 @@ SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-SAFE, SAFE),
-    st.floats(allow_nan=False, allow_infinity=False),
+    # The contract's domain: no float that RFC 8785 writes as an integer
+    # outside signed 64 bits (refused; see WIDE above).
+    st.floats(allow_nan=False, allow_infinity=False).filter(
+        lambda f: not float_spelled_as_wide_int(f)
+    ),
     TEXT,
 )
 VALUES = st.recursive(
@@ -258,6 +297,15 @@ VALUES = st.recursive(
 @given(VALUES)
 def test_canonical_json_equals_rfc8785_on_its_domain(value: Any) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+@SETTINGS
+@given(VALUES)
+def test_canonical_bytes_always_read_back_as_the_same_bytes(value: Any) -> None:
+    """Closure: whatever canonical_json accepts, strict decoding accepts, and
+    canonicalizing again gives the same bytes (what a peer checks)."""
+    data = canonical_json({"v": value})
+    assert canonical_json(decode_json(data)) == data
 
 
 @SETTINGS
