@@ -140,7 +140,7 @@ class AsyncPeerSync:
         response = self.feed(lambda now: core.Request(now=now, request_id=self.next_id,
             method=method, target=target, headers=request.headers, body=body))  # fmt: skip
         assert response is not None  # the in-memory host completes at once
-        await send(conn, writer, response)
+        await send(conn, writer, attrs.evolve(response, body=b"") if method == "HEAD" else response)
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
 

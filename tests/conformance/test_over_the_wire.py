@@ -270,6 +270,24 @@ def test_one_keep_alive_connection_serves_many_requests(start: StartServer) -> N
         conn.close()
 
 
+def test_a_head_request_gets_its_405_as_headers_only_and_the_connection_lives_on(
+    start: StartServer,
+) -> None:
+    """HEAD is not among the contract's methods (405 with ``Allow``); the
+    answer to a HEAD carries no body, so the client stays in step."""
+    port = start()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("HEAD", "/api/peer/health")
+        response = conn.getresponse()
+        assert response.status == 405 and response.read() == b""
+        assert response.getheader("Allow") == "GET"
+        assert response.getheader("Content-Type") == "application/json"
+        assert call(port, "GET", "/api/peer/health", conn=conn)[0] == 200  # same connection
+    finally:
+        conn.close()
+
+
 def test_bytes_that_are_not_http_get_400_and_a_close(start: StartServer) -> None:
     port = start()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
