@@ -456,6 +456,8 @@ class PeerSyncServer:
                             self._wake_r.recv(4096)
                     else:
                         conn = key.data
+                        if conn not in parked:
+                            continue  # evicted (oldest idle) earlier in this same batch
                         unpark(conn)
                         if not conn.gather():
                             park(conn, time.monotonic())  # half a head: no worker yet
