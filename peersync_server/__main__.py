@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from peersync_proto import DEFAULT_MAX_SNAPSHOT_BYTES, Role
 
+from ._cli_parser import StrictParser
 from ._connection import (
     DEFAULT_BODY_MIN_RATE,
     DEFAULT_BODY_TIMEOUT_S,
@@ -62,7 +63,7 @@ class UsageError(Exception):
     """One clear line for the operator; exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(StrictParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
@@ -192,7 +193,8 @@ def _parser() -> _Parser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return _parser().parse_args(argv)
+    args: argparse.Namespace = _parser().parse_args(argv)
+    return args
 
 
 def _read_secret(path: str | None, env: str, what: str) -> bytes | None:

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, TextIO
 
 import attrs
 
+from ._cli_parser import StrictParser
 from ._client import DEFAULT_TIMEOUT_S, PeerSyncClient
 from ._client_errors import (
     ConnectionClosed,
@@ -168,7 +169,7 @@ def nonnegative_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StrictParser(  # its sub-parsers are StrictParsers too
         prog="peersync",
         description="Operate a peersync engine pair over its HTTP API.",
         epilog="exit status: 0 success, 1 error answer, 2 usage error, 3 no usable answer",

@@ -17,13 +17,13 @@ See docs/quickstart.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 from peersync_proto import Role
 
+from ._cli_parser import StrictParser
 from ._pair import EnginePair, PairError
 
 __all__ = ["DemoFailed", "main", "run_demo"]
@@ -164,7 +164,7 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m peersync_server.demo", description=__doc__)
+    parser = StrictParser(prog="python -m peersync_server.demo", description=__doc__)
     parser.parse_args(argv)
     say = _Narrator(lambda line: print(line, flush=True))
     pair: EnginePair | None = None

@@ -178,7 +178,7 @@ async def serve(config: core.EngineConfig, host: str, port: int, ready: Ready | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--label", required=True)
     parser.add_argument("--role", type=core.Role, default="follower", metavar="leader|follower")
     parser.add_argument("--host", default="127.0.0.1")

@@ -262,3 +262,56 @@ def test_console_script_is_installed(stdlib_engine: StdlibEngine) -> None:
     result = subprocess.run([script, "health", stdlib_engine.url], capture_output=True, timeout=30)
     assert result.returncode == 0
     assert json.loads(result.stdout)["engineLabel"] == "a"
+
+
+LEAKED = "SECRETVALUE-9f2c"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--api-token", LEAKED, "health", "{url}"),  # before the command
+        ("health", "{url}", "--api-token", LEAKED),  # after it
+        ("lock", "status", "{url}", "--api-token-f", LEAKED),  # a prefix of the real flag
+        ("lock", "status", "{url}", f"--api-token={LEAKED}"),
+        ("lock", "--control-plane-secret", LEAKED, "status", "{url}"),
+        ("state", "get", "{url}", "--api-token-file=x", "--api-tok", LEAKED),
+        ("reconcile", "{url}", "{url}", "--api-token", LEAKED),
+    ],
+)
+def test_an_unknown_option_is_refused_by_name_without_echoing_its_value(
+    stdlib_engine: StdlibEngine, args: tuple[str, ...]
+) -> None:
+    result = peersync(*(arg.format(url=stdlib_engine.url) for arg in args))
+    assert result.returncode == 2
+    assert result.stdout == b""
+    assert b"unrecognized option --" in result.stderr
+    assert LEAKED.encode() not in result.stdout + result.stderr
+    assert stdlib_engine.model.seen == []  # nothing was sent
+
+
+def test_an_abbreviated_option_is_refused_and_nothing_is_done(
+    stdlib_engine: StdlibEngine, token_file: str
+) -> None:
+    for args in (
+        ("lock", "acquire", stdlib_engine.url, "--api-token-file", token_file, "--own", "ops"),
+        ("--api-token-file", token_file, "--time", "3", "lock", "acquire", stdlib_engine.url),
+    ):
+        result = peersync(*args)
+        assert result.returncode == 2, result.stderr
+        assert b"unrecognized option --" in result.stderr
+    assert stdlib_engine.model.seen == [] and not stdlib_engine.model.lock_held()
+
+
+def test_an_option_of_another_command_is_refused_by_name() -> None:
+    result = peersync("health", "http://127.0.0.1:1", "--lock-id", LEAKED)
+    assert result.returncode == 2
+    assert b"unrecognized option --lock-id" in result.stderr
+    assert LEAKED.encode() not in result.stderr
+
+
+def test_leftover_words_are_counted_not_echoed() -> None:
+    result = peersync("health", "http://127.0.0.1:1", LEAKED)
+    assert result.returncode == 2
+    assert b"unrecognized arguments: 1 word (not echoed)" in result.stderr
+    assert LEAKED.encode() not in result.stderr

@@ -3,8 +3,10 @@ in test_client_cli.py."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,16 @@ def test_transport_codes_are_stable() -> None:
 def test_registering_a_name_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="already registered"):
         cli.register_command(cli.COMMANDS[0])
+
+
+def test_no_parser_of_peersync_abbreviates_options() -> None:
+    def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    parsers = list(walk(cli.build_parser()))
+    assert len(parsers) > len(cli.COMMANDS)  # the nested lock and state actions too
+    assert all(not parser.allow_abbrev for parser in parsers)

@@ -62,3 +62,15 @@ def test_a_failing_step_is_named_exits_1_and_leaves_nothing_behind(
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # killed and reaped
+
+
+def test_the_demo_refuses_an_unknown_option_without_echoing_its_value() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "peersync_server.demo", "--api-token", "SECRETVALUE-9f2c"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "unrecognized option --api-token" in done.stderr
+    assert "SECRETVALUE" not in done.stderr

@@ -272,3 +272,36 @@ def test_sigterm_during_a_stalled_upload_exits_0_and_nothing_is_torn(tmp_path: P
         assert proc.proc.returncode == 0
         assert time.monotonic() - started < 5
     assert _state_after_restart(args, tmp_path) == {}
+
+
+LEAKED = "SECRETVALUE-9f2c"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--api-token", LEAKED],  # once a prefix of --api-token-file: "cannot read ... SECRET"
+        [f"--api-token={LEAKED}"],
+        ["--control-plane-secret", LEAKED],
+        ["--peer-api-token", LEAKED],
+    ],
+)
+def test_a_secret_given_to_an_unknown_flag_is_never_echoed(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--no-auth", *extra]
+    code, out, err = _run_to_exit(args, tmp_path)
+    assert code == 2
+    assert out == ""
+    flag = extra[0].partition("=")[0]
+    assert err.startswith(f"peersync-server: error: unrecognized option {flag} ")
+    assert len(err.strip().splitlines()) == 1
+    assert LEAKED not in out + err
+
+
+def test_an_abbreviated_flag_is_refused_and_nothing_starts(tmp_path: Path) -> None:
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--no-auth", "--max-idle", "5"]
+    code, out, err = _run_to_exit(args, tmp_path)
+    assert (code, out) == (2, "")
+    assert "unrecognized option --max-idle" in err
+    assert not (tmp_path / "peersync-state-a").exists()
