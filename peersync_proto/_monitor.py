@@ -10,7 +10,9 @@ The rules, with their reasons, are in ``docs/failover.md``:
 * A probe every ``probe_period_ns``; at most one outstanding. A probe not
   answered by its deadline counts as a miss at that ``now`` and is abandoned.
 * ``failure_threshold`` consecutive failures declare the peer down; one
-  success declares it up.
+  success declares it up. ``PeerUp`` and ``PeerDown`` alternate: ``PeerUp``
+  on the first sighting and after a ``PeerDown`` only (a suspect peer that
+  answers again was never reported down, so it is not reported up).
 * Fast confirmation of a crash: after a *refused* probe of a peer that was
   up, the next probe goes out ``refused_retry_ns`` later instead of a full
   period. The count and threshold are unchanged; a timeout never hastens.
@@ -359,7 +361,7 @@ class PeerMonitor:
         view = attrs.evolve(
             view, state=_move(before, Verdict.SUCCESS), failures=(), failures_since=0
         )
-        if before is not PeerState.UP:
+        if before in (PeerState.UNKNOWN, PeerState.DOWN):  # a suspect peer was never down
             out.append(PeerUp(health=health))
         relation = _relation(own.role, health.role) if not view.clash else Relation.NONE
         winner = "" if view.clash else pick_winner(own.standing, health.standing).label

@@ -124,7 +124,7 @@ class Drive:
         return self.tick()  # the next deadline is the outstanding probe's
 
 
-def of(kind: type, outs: list[MonitorOutput]) -> list[Any]:
+def of(kind: type | tuple[type, ...], outs: list[MonitorOutput]) -> list[Any]:
     return [o for o in outs if isinstance(o, kind)]
 
 
@@ -296,12 +296,39 @@ def test_one_success_brings_a_down_peer_up_and_up_is_reported_once() -> None:
     assert of(PeerUp, d.answer(role="follower")) == []
 
 
-def test_stalled_peer_is_up_again_when_it_says_ok() -> None:
+def test_stalled_peer_is_up_again_when_it_says_ok_without_a_second_peer_up() -> None:
     d = Drive(own=LEADER_B)
-    d.answer(role="follower")
+    assert len(of(PeerUp, d.answer(role="follower"))) == 1
     d.answer(role="follower", state="stalled")
     assert d.mon.state is PeerState.SUSPECT
-    assert of(PeerUp, d.answer(role="follower")) != []
+    assert of(PeerUp, d.answer(role="follower")) == []  # it was never reported down
+    assert d.mon.state is PeerState.UP
+
+
+def test_peer_up_is_reported_only_on_first_contact_and_after_peer_down() -> None:
+    d = Drive(own=LEADER_B)
+    reports: list[str] = []
+
+    def note(outs: list[MonitorOutput]) -> None:
+        reports.extend(
+            "up" if isinstance(o, PeerUp) else "down" for o in of((PeerUp, PeerDown), outs)
+        )
+
+    note(d.answer(role="follower"))  # first contact
+    for failures in (d.miss, lambda: d.fail(ProbeFailure.REFUSED), lambda: d.answer(status=503)):
+        note(failures())  # one failure: suspect, below the threshold
+        assert d.mon.state is PeerState.SUSPECT
+        note(d.answer(role="follower"))
+    for _ in range(DEFAULT_FAILURE_THRESHOLD - 1):
+        note(d.fail(ProbeFailure.TIMEOUT))
+    note(d.answer(role="follower"))  # one short of the threshold: still never down
+    assert reports == ["up"]
+    for _ in range(DEFAULT_FAILURE_THRESHOLD):
+        note(d.miss())
+    assert d.mon.state is PeerState.DOWN
+    note(d.answer(role="follower"))
+    note(d.answer(role="follower"))
+    assert reports == ["up", "down", "up"]
 
 
 # -- fast confirmation of a crash ---------------------------------------------

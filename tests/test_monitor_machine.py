@@ -87,6 +87,7 @@ class MonitorMachine(RuleBasedStateMachine):
         self.clash = False
         self.max_peer_epoch = 0
         self.abandoned: set[int] = set()
+        self.last_report: str | None = None
 
     # -- the model --------------------------------------------------------
 
@@ -142,7 +143,7 @@ class MonitorMachine(RuleBasedStateMachine):
                 self.max_peer_epoch = max(self.max_peer_epoch, h["epoch"])
                 self.clash = h["label"] == "b"
             if report["ok"]:
-                was_up = self.seen and self.count == 0 and not self.down
+                was_up = self.seen and not self.down  # suspect is still up: no new PeerUp
                 self.seen = True
                 self.count = 0
                 self.down = False
@@ -157,6 +158,11 @@ class MonitorMachine(RuleBasedStateMachine):
     ) -> None:
         downs = [o for o in out if isinstance(o, PeerDown)]
         assert len(downs) == (1 if became_down else 0)
+        for o in out:  # PeerUp and PeerDown alternate; the first may be either
+            if isinstance(o, (PeerUp, PeerDown)):
+                kind = "up" if isinstance(o, PeerUp) else "down"
+                assert kind != self.last_report, f"two {kind} reports in a row"
+                self.last_report = kind
         for d in downs:
             assert 1 <= len(d.evidence) <= self.cfg.failure_threshold
         promotes = [o for o in out if isinstance(o, Promote)]
