@@ -30,6 +30,7 @@ from peersync_proto._responses import error_response
 
 from ._decoder_pool import DecoderPool, DecoderUnavailable
 from ._driver import EngineDriver
+from ._gate import RunGate
 from ._logging import log_request
 
 __all__ = [
@@ -158,6 +159,7 @@ class Connection:
         decoder: DecoderPool,
         limits: Limits,
         draining: Callable[[], bool],
+        gate: RunGate | None = None,
     ) -> None:
         # Non-blocking: a read or write that can be done at once is one system
         # call; a socket timeout would add a poll and a timeout change to each.
@@ -169,6 +171,9 @@ class Connection:
         self._decoder = decoder
         self._limits = limits
         self._draining = draining
+        self._gate = gate
+        #: The gate while a worker serves this connection holding a slot.
+        self._holding: RunGate | None = None
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         timeout = int(limits.idle_timeout_s)
         self._keep_alive = (b"keep-alive", b"timeout=%d" % timeout) if timeout > 0 else None
@@ -176,6 +181,8 @@ class Connection:
         #: When the first byte of a head still being gathered came (monotonic).
         self._head_started: float | None = None
         self._send_timeout_s = limits.send_timeout_s
+        #: Close after the next answer (one served by the accept loop itself).
+        self._last_answer = False
         self._served = 0
         self._method = "-"
         self._target = "-"
@@ -191,9 +198,27 @@ class Connection:
         with contextlib.suppress(OSError):
             self.sock.close()
 
-    def serve_ready(self, most: int | None = None) -> bool:
-        """Serve what the client sent (at most ``most`` requests); ``True``:
-        park me, ``False``: closed."""
+    def serve_ready(self) -> bool:
+        """Serve what the client sent, on a worker thread holding a slot of
+        the run gate; ``True``: park me, ``False``: closed."""
+        gate = self._gate
+        if gate is None:
+            return self._serve_guarded(None)
+        if self.is_health_probe():
+            # A peer's probe never queues for a slot (a slot holder may be
+            # writing a snapshot to disk); requests pipelined behind it do.
+            keep = self._serve_guarded(1)
+            if not keep or not self._head_buffered():
+                return keep
+        with gate.held():
+            self._holding = gate
+            try:
+                return self._serve_guarded(None)
+            finally:
+                self._holding = None
+
+    def _serve_guarded(self, most: int | None) -> bool:
+        """Serve at most ``most`` requests; ``True``: park me, ``False``: closed."""
         keep = False
         try:
             keep = self._serve(most)
@@ -270,15 +295,16 @@ class Connection:
             and b"expect" not in fields
         )
 
-    def serve_inline(self) -> bool:
+    def serve_inline(self) -> None:
         """Serve one request on the accept loop's thread (a peer-health probe
-        past the busy cap), with a short send deadline; like
-        :meth:`serve_ready`, ``True`` means park me again."""
+        past the busy cap) with a short send deadline, and close: like the
+        accept loop's ``503``, its answer carries ``Connection: close``, so a
+        client pipelining probes past the cap gets one answer per connection
+        it opens, and the accept loop never serves a queue of them."""
         self._send_timeout_s = _INLINE_SEND_S
-        try:
-            return self.serve_ready(most=1)
-        finally:
-            self._send_timeout_s = self._limits.send_timeout_s
+        self._last_answer = True
+        if self._serve_guarded(1):  # pragma: no cover - the answer closed it
+            self.close()
 
     def time_out_head(self) -> None:
         """The accept loop's deadline passed: ``408`` and close when part of
@@ -310,7 +336,13 @@ class Connection:
             raise TimeoutError
         poller = select.poll()
         poller.register(self.sock, events)
-        poller.poll(remaining * 1e3)
+        with self._unheld():
+            poller.poll(remaining * 1e3)
+
+    def _unheld(self) -> contextlib.AbstractContextManager[None]:
+        """Around a wait: the run gate's slot is free for others meanwhile."""
+        gate = self._holding
+        return contextlib.nullcontext() if gate is None else gate.released()
 
     def _recv(self, deadline: float, size: int = _RECV_SMALL_BYTES) -> bytes:
         while True:
@@ -493,7 +525,10 @@ class Connection:
             self._method, self._target = method, target
             response, closing = self._respond(head, method, target)
             closing = (
-                closing or self._served >= limits.max_requests_per_connection or self._draining()
+                closing
+                or self._last_answer
+                or self._served >= limits.max_requests_per_connection
+                or self._draining()
             )
             nbytes = self._send_response(method, response, closing=closing)
             log_request(
@@ -511,6 +546,8 @@ class Connection:
             if self._h11.trailing_data[0] and self._head_started is None:
                 self._head_started = time.monotonic()  # a pipelined head began
             done += 1
+            if self._holding is not None:
+                self._holding.take_turns()  # a thousand pipelined requests share
             if not self._head_buffered() or (most is not None and done >= most):
                 return True  # park until the client sends a whole head
 
@@ -564,7 +601,9 @@ class Connection:
                 self._finish_early(raw, check.media_error.status, linger=has_body)
             if self._h11.they_are_waiting_for_100_continue:
                 self._sendall(
-                    self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    self._h11.send(
+                        h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    )
                 )
             if snapshot:
                 try:
@@ -577,7 +616,8 @@ class Connection:
                     if spool.failed is not None:
                         _log.error("cannot spool an upload: %s", spool.failed)
                         return _internal(), True
-                    predecoded = self._decoder.decode_spooled(spool) if size else None
+                    with self._unheld():  # the decoder process does the work
+                        predecoded = self._decoder.decode_spooled(spool) if size else None
                 except (DecoderUnavailable, OSError):
                     _log.exception("cannot decode a spooled upload")
                     return _internal(), True

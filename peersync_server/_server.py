@@ -63,7 +63,9 @@ from ._clock import Clock
 from ._connection import Connection, Limits, own_error
 from ._decoder_pool import DEFAULT_DECODER_WORKERS, DecoderPool
 from ._driver import EngineDriver
+from ._gate import DEFAULT_RUN_SLOTS, RunGate
 from ._host import DEFAULT_HEARTBEAT_INTERVAL_S, EngineHost, HostStateError, StandaloneHost
+from ._workers import WorkerPool
 
 __all__ = [
     "DEFAULT_HOST",
@@ -149,6 +151,8 @@ class ServerConfig:
     stall_limit_ns: int = DEFAULT_STALL_LIMIT_NS
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     decoder_workers: int = DEFAULT_DECODER_WORKERS
+    #: Worker threads that run request code at once (see ``_gate.py``).
+    run_slots: int = DEFAULT_RUN_SLOTS
     keep_window_s: float = DEFAULT_KEEP_WINDOW_S
 
     def engine_config(self) -> EngineConfig:
@@ -187,48 +191,6 @@ class _Stoppable(Protocol):
 PeerMonitorFactory = Callable[["PeerSyncServer"], _Stoppable]
 
 
-class _Workers:
-    """Worker threads, started on demand up to ``cap`` and reused: a connection
-    with a request in flight holds one; an idle connection holds none."""
-
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-        self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._idle = 0
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            if self._idle == 0 and len(self._threads) < self._cap:
-                thread = threading.Thread(
-                    target=self._run, args=(job,), name="peersync-conn", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-                return
-            self._idle = max(0, self._idle - 1)
-        self._jobs.put(job)
-
-    def _run(self, job: Callable[[], None] | None) -> None:
-        while job is not None:
-            try:
-                job()
-            except Exception:
-                _log.exception("worker job failed")
-            with self._lock:
-                self._idle += 1
-            job = self._jobs.get()
-
-    def stop(self) -> None:
-        with self._lock:
-            threads = list(self._threads)
-        for _ in threads:
-            self._jobs.put(None)
-        for thread in threads:
-            thread.join(timeout=1.0)
-
-
 class PeerSyncServer:
     """The engine core behind a threaded HTTP/1.1 server.
 
@@ -252,7 +214,8 @@ class PeerSyncServer:
         self._peer_monitor_factory = peer_monitor
         self._peer_monitor: _Stoppable | None = None
         self._clock = Clock()
-        self._workers = _Workers(config.max_connections)
+        self._workers = WorkerPool(config.max_connections)
+        self._gate = RunGate(config.run_slots)
         self._lock = threading.Lock()
         self._busy_changed = threading.Condition(self._lock)
         self._busy: set[Connection] = set()  # in flight, or in their keep window
@@ -470,7 +433,7 @@ class PeerSyncServer:
                         break
                     if not conn.head_ready:
                         park(conn, time.monotonic())
-                    elif not self._dispatch(conn):  # pipelined behind an inline answer
+                    elif not self._dispatch(conn):  # a head came in since the worker looked
                         deferred.append(conn)
                 with self._lock:
                     self._parked_count = len(parked)
@@ -506,6 +469,7 @@ class PeerSyncServer:
                     decoder=self._decoder,
                     limits=self.config.limits,
                     draining=lambda: self._draining,
+                    gate=self._gate,
                 )
             )
         return accepted
@@ -541,11 +505,11 @@ class PeerSyncServer:
 
     def _serve_inline(self, conn: Connection) -> None:
         """One peer-health probe served on the accept loop's thread (a short
-        core call and a few hundred bytes written without waiting); a kept
-        connection goes back through the inbox, so a pipelined head that
-        came with the probe is dispatched like any other."""
-        if conn.serve_inline():
-            self._inbox.put(conn)
+        core call and a few hundred bytes written without waiting), then
+        closed: a connection that pipelined more probes behind it never keeps
+        the accept loop serving them (found by a tester: 70 such connections
+        kept it from ever accepting the peer's probe)."""
+        conn.serve_inline()
 
     def _dispatch_deferred(self, deferred: list[Connection]) -> list[Connection]:
         """Retry the connections that waited for a keeper's slot; returns those

@@ -5,6 +5,7 @@ rules with generous time bounds (the targets themselves are measured by
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -129,6 +130,32 @@ def test_half_sent_heads_past_the_leaders_cap_cause_no_takeover(
         assert _stays_one_leader(pair, 2.0) == ["a"]
     finally:
         for sock in held:
+            sock.close()
+    assert "peer down" not in pair.b.log()
+
+
+def test_pipelined_floods_on_every_worker_of_the_leader_cause_no_takeover(
+    pair: EnginePair,
+) -> None:
+    """Found by a tester: 70 connections pipelining a thousand health requests
+    each, never reading, kept the leader's 64 workers busy on the GIL; every
+    probe of the follower missed its 150 ms and it took over a healthy
+    leader. Workers now take turns in a run gate and the probe jumps it."""
+    _start_seeded(pair)
+    flood = []
+    try:
+        for _ in range(70):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", pair.a.port))
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.send(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
+            flood.append(sock)
+        # Fifteen probe periods: three missed probes in a row are a takeover.
+        assert _stays_one_leader(pair, 3.0) == ["a"]
+    finally:
+        for sock in flood:
             sock.close()
     assert "peer down" not in pair.b.log()
 

@@ -132,3 +132,32 @@ def test_other_requests_still_get_503_when_every_worker_is_busy(
     status, headers, body = one_response(raw)
     assert (status, body["code"]) == (503, "overloaded")
     assert headers["retry-after"] == "1"
+
+
+PIPELINED_PROBES = b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
+
+
+def test_past_the_cap_a_health_answer_closes_the_connection(saturated: PeerSyncServer) -> None:
+    """The accept loop answers one probe per connection past the cap: a
+    second one pipelined behind it is not served there."""
+    with socket.create_connection(("127.0.0.1", saturated.port), timeout=5) as sock:
+        sock.sendall(PIPELINED_PROBES[: len(PIPELINED_PROBES) // 500])  # two probes
+        raw = read_until_close(sock, 5.0)
+    status, headers, body = one_response(raw)
+    assert (status, body["status"]) == (200, "ok")
+    assert headers["connection"] == "close"
+    assert raw.count(b"HTTP/1.1 ") == 1
+
+
+def test_past_the_cap_pipelined_probes_never_keep_the_accept_loop_from_the_next_one(
+    saturated: PeerSyncServer,
+) -> None:
+    """Found by a tester: connections that pipelined a thousand probes each
+    past the cap kept the accept loop serving them one after the other, so
+    a new connection (the peer's probe) waited until they were all done."""
+    with _held(saturated.port, 20, PIPELINED_PROBES):
+        for _ in range(10):
+            started = time.monotonic()
+            status, body = _probe(saturated.port)
+            assert status == 200 and body["status"] == "ok", body
+            assert time.monotonic() - started < 1.0

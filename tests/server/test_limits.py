@@ -275,7 +275,7 @@ def test_expect_100_continue_is_answered_after_auth_passed(server: PeerSyncServe
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(_expect_head(auth=True, length=len(body)))
         interim = sock.recv(4096)
-        assert interim.startswith(b"HTTP/1.1 100 ")
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
         sock.sendall(body)
         sock.settimeout(5)
         raw = b""
