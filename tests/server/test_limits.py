@@ -184,6 +184,28 @@ def test_content_length_over_the_body_limit_gets_413_before_the_body(
     assert body["limitBytes"] == 16 * 1024
 
 
+def test_peer_health_drops_a_small_body_and_refuses_a_large_one_like_any_request(
+    server: PeerSyncServer,
+) -> None:
+    """docs/protocol.md: health answers 200 whatever body of up to 16 KiB it
+    carries (read and dropped, the connection kept); past that the size
+    check comes first, as for every request."""
+    small = b"x" * (16 * 1024)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        head = b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        sock.sendall(head % len(small) + small + request("GET", "/api/peer/health"))
+        raw = b""
+        while raw.count(b"HTTP/1.1 200 ") < 2 or not raw.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, raw
+            raw += chunk
+    assert [status for status, _, _ in split_responses(raw)] == [200, 200]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head % (len(small) + 1))  # and no body at all
+        raw = read_until_close(sock, 5)
+    assert _assert_own_error(raw, 413, "body_too_large")["limitBytes"] == 16 * 1024
+
+
 def test_snapshot_content_length_over_the_snapshot_limit_gets_413(
     make_server: ServerFactory,
 ) -> None:
