@@ -4,6 +4,7 @@ its main error codes through ``http.client`` and real loopback sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -11,7 +12,7 @@ import socket
 import time
 from typing import Any
 
-from wire_servers import SECRET, TOKEN, StartServer
+from wire_servers import HEAD_TIMEOUT_S, SECRET, TOKEN, StartServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CP = {"X-Control-Plane-Secret": SECRET}
@@ -433,9 +434,91 @@ def test_expect_100_continue_is_answered_once_the_head_passed(start: StartServer
         interim = b""
         while b"\r\n\r\n" not in interim:
             interim += sock.recv(4096)
-        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim  # with its reason
         sock.sendall(body)
         response = http.client.HTTPResponse(sock)
         response.begin()
         grant = json.loads(response.read())
     assert response.status == 200 and grant["owner"] == "x-owner"
+
+
+# -- the request head's own limits: size, field count, an absolute deadline ----------
+
+
+def health_head(extra: str = "", *, end: bool = True) -> bytes:
+    """A GET peer health head with ``extra`` header lines; ``end=False``: left partial."""
+    head = f"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n{extra}"
+    return (head + "\r\n" if end else head).encode()
+
+
+def test_a_request_head_over_16_kib_is_431_even_when_it_comes_in_one_piece(
+    start: StartServer,
+) -> None:
+    port = start()
+    padding = f"X-Pad: {'x' * (17 * 1024)}\r\n"  # one send: h11 alone limits a partial head only
+    closing_answer(exchange_raw(port, health_head(padding)), 431, "request_header_fields_too_large")
+    raw = exchange_raw(port, health_head(padding, end=False))  # a partial head past it
+    closing_answer(raw, 431, "request_header_fields_too_large")
+    assert call(port, "GET", "/api/peer/health")[0] == 200
+
+
+def test_more_than_100_header_fields_is_431(start: StartServer) -> None:
+    port = start()
+    fields = [f"X-F{n}: {n}\r\n" for n in range(100)]  # with Host: 101
+    raw = exchange_raw(port, health_head("".join(fields)))
+    closing_answer(raw, 431, "request_header_fields_too_large")
+    raw = exchange_raw(port, health_head("Connection: close\r\n" + "".join(fields[:98])))
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:100]  # 100 in all: served
+
+
+def test_a_head_trickled_past_the_absolute_header_deadline_is_408(start: StartServer) -> None:
+    port = start()
+    head = b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        began = time.monotonic()
+        sock.sendall(head)
+        raw = b""
+        while time.monotonic() - began < HEAD_TIMEOUT_S * 4:  # a line every fifth of it
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(HEAD_TIMEOUT_S / 5)
+            try:
+                got = sock.recv(65536)
+            except TimeoutError:
+                continue
+            raw += got
+            if not got or b"\r\n\r\n" in raw:
+                break
+        sock.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            while got := sock.recv(65536):
+                raw += got
+        took = time.monotonic() - began
+    closing_answer(raw, 408, "request_timeout")
+    assert HEAD_TIMEOUT_S * 0.9 <= took < HEAD_TIMEOUT_S * 3, took
+
+
+def test_a_chunked_upload_of_many_small_chunks_is_read_in_linear_time(start: StartServer) -> None:
+    port = start()
+    chunk = b"400\r\n" + b" " * 1024 + b"\r\n"
+    body = chunk * (16 * 1024) + b"0\r\n\r\n"  # 16 MiB in 16384 chunks of 1 KiB
+    head = put_state_head(0, token=TOKEN).replace(
+        b"Content-Length: 0", b"Transfer-Encoding: chunked"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        began = time.monotonic()
+        sock.sendall(head + body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()  # lock not held: 409, once the whole body was read
+        answer = json.loads(response.read())
+        took = time.monotonic() - began
+    assert (response.status, answer["code"]) == (409, "lock_not_held")
+    assert took < 3, took  # both servers: 0.1-0.4 s; a copy of the whole body per chunk: 8.7 s
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(start: StartServer) -> None:
+    port = start()
+    raw = exchange_raw(port, b"", timeout=15)  # past the head deadline: no 408 for silence
+    assert raw == b""

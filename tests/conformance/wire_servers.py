@@ -18,12 +18,15 @@ from types import ModuleType
 from typing import Protocol
 
 from peersync_proto import EngineConfig, Role
-from peersync_server import PeerSyncServer, ServerConfig
+from peersync_server import Limits, PeerSyncServer, ServerConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ASYNCIO_EXAMPLE = REPO / "docs" / "examples" / "asyncio_server.py"
 TOKEN = "t0k-conformance"
 SECRET = "s3c-conformance"
+#: The absolute request-head deadline of every server here (the servers' own
+#: default is 10 s; short, so the 408 test takes a second, not ten).
+HEAD_TIMEOUT_S = 1.0
 
 
 def load_asyncio_example() -> ModuleType:
@@ -34,6 +37,7 @@ def load_asyncio_example() -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
+        module.HEAD_TIMEOUT_S = HEAD_TIMEOUT_S  # the example's own setting, like Limits below
     return sys.modules[name]
 
 
@@ -53,6 +57,7 @@ class Threaded:
                 role=Role(role),
                 api_token=TOKEN.encode(),
                 control_plane_secret=secret,
+                limits=Limits(header_timeout_s=HEAD_TIMEOUT_S),
             )
         )
         self.port = self.server.start()
