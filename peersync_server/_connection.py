@@ -253,7 +253,10 @@ class Connection:
             if self._head_started is None:
                 self._head_started = time.monotonic()
             self._h11.receive_data(data)
-            if len(data) < _RECV_SMALL_BYTES:
+            if len(data) < _RECV_SMALL_BYTES or self._head_buffered():
+                # A whole head is in: the body is the worker's to read. Read
+                # on, and a 50 MB upload sent at loopback speed went into
+                # memory here, while every other client waited for this loop.
                 break
         return self._head_buffered() or self._h11.their_state is not h11.IDLE
 
