@@ -103,7 +103,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 5.0
 #: way that matters (the window is cut short when another connection needs
 #: the slot, and at shutdown). 0 turns it off.
 DEFAULT_KEEP_WINDOW_S = 0.002
-_LISTEN_BACKLOG = 256
+_LISTEN_BACKLOG = socket.SOMAXCONN  # the kernel clamps it to net.core.somaxconn
 _REJECT_QUEUE = 128
 _ACCEPT_BATCH = 64
 _REJECT_LINGER_S = 0.5

@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import shutil
 import socket
+import subprocess
 import time
+from pathlib import Path
 
+import pytest
 from srv_util import (
     AUTH,
     ServerFactory,
@@ -493,3 +497,15 @@ def test_every_status_line_carries_its_reason_phrase(server: PeerSyncServer) -> 
     assert held.startswith(b"HTTP/1.1 409 Conflict\r\n"), held[:40]
     refused = raw_exchange(server.port, request("GET", "/api/sync/health"))
     assert refused.startswith(b"HTTP/1.1 401 Unauthorized\r\n"), refused[:40]
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_the_listen_queue_is_as_long_as_the_kernel_allows(server: PeerSyncServer) -> None:
+    """A burst of connections past a short listen queue (it was 256) had
+    SYNs dropped, and a dropped probe is retried by the kernel a whole
+    second later: a missed deadline (found by a tester, 1,851 overflows)."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(out[2]) == min(socket.SOMAXCONN, somaxconn), out  # Send-Q: the backlog
