@@ -32,6 +32,7 @@ import itertools
 import logging
 import os
 import queue
+import resource
 import select
 import selectors
 import socket
@@ -103,6 +104,9 @@ DEFAULT_SHUTDOWN_GRACE_S = 5.0
 #: way that matters (the window is cut short when another connection needs
 #: the slot, and at shutdown). 0 turns it off.
 DEFAULT_KEEP_WINDOW_S = 0.002
+#: Files besides connections: listeners, wake pipes, logs, state files, the
+#: decoder's pipes and spool files.
+_SPARE_FILES = 64
 _LISTEN_BACKLOG = socket.SOMAXCONN  # the kernel clamps it to net.core.somaxconn
 _REJECT_QUEUE = 128
 _ACCEPT_BATCH = 64
@@ -323,8 +327,32 @@ class PeerSyncServer:
         self._accept_thread.start()
         if cfg.peer_url is not None:
             self._start_peer_monitor()
+        self._check_open_files()
         _log.info("engine %s serving on %s", cfg.label, self.url)
         return self._port
+
+    def _check_open_files(self) -> None:
+        """Every parked and busy connection is a file descriptor. Raise the
+        soft open-file limit toward the hard one when this configuration can
+        use more; warn when even the hard limit is short (past it, accepts
+        fail with EMFILE and new connections, the peer's probes among them,
+        wait in the listen queue: found by a tester under ``ulimit -n 512``)."""
+        cfg = self.config
+        need = cfg.max_connections + cfg.max_idle_connections + _SPARE_FILES
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < need:
+            raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+                soft = raised
+        if soft != resource.RLIM_INFINITY and soft < need:
+            _log.warning(
+                "open-file limit %d is below the %d this server can use "
+                "(--max-connections + --max-idle-connections + %d); raise it (ulimit -n)",
+                soft,
+                need,
+                _SPARE_FILES,
+            )
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Wait until the snapshot decoder's worker process is up, so the first
