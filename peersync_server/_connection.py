@@ -160,6 +160,7 @@ class Connection:
         limits: Limits,
         draining: Callable[[], bool],
         gate: RunGate | None = None,
+        for_peer: bool = False,
     ) -> None:
         # Non-blocking: a read or write that can be done at once is one system
         # call; a socket timeout would add a poll and a timeout change to each.
@@ -172,6 +173,8 @@ class Connection:
         self._limits = limits
         self._draining = draining
         self._gate = gate
+        #: Accepted on the peer's own address (``ServerConfig.peer_listen_host``).
+        self.for_peer = for_peer
         #: The gate while a worker serves this connection holding a slot.
         self._holding: RunGate | None = None
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)

@@ -23,6 +23,7 @@ import secrets
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,7 @@ class EngineProcess:
         secret_file: Path,
         peer_url: str | None,
         extra_args: tuple[str, ...] = (),
+        peer_listen: bool = False,
     ) -> None:
         self.label = label
         self.state_dir = root / f"state-{label}"
@@ -71,6 +73,8 @@ class EngineProcess:
         self._peer_url = peer_url
         self._extra = extra_args
         self.port = 0
+        #: The engine's own address for its peer (``--peer-listen``), else 0.
+        self.peer_port = _free_port() if peer_listen else 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = token_file.read_text().strip()
         self.secret = secret_file.read_text().strip()
@@ -99,6 +103,7 @@ class EngineProcess:
             "--api-token-file", str(self._token_file),
             "--control-plane-secret-file", str(self._secret_file),
             *(("--peer", self._peer_url) if self._peer_url is not None else ()),
+            *(("--peer-listen", f"127.0.0.1:{self.peer_port}") if self.peer_port else ()),
             *self._extra,
         ]  # fmt: skip
         started = time.monotonic()
@@ -174,6 +179,15 @@ class EngineProcess:
             return None
 
 
+def _free_port() -> int:
+    """A loopback port free now (the engine binds it at once; a restart
+    gets it back through ``SO_REUSEADDR``)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _read_line(stream: IO[bytes], timeout: float) -> str:
     """One line from a child's stdout, within ``timeout``."""
     fd = stream.fileno()
@@ -195,7 +209,14 @@ class EnginePair:
     """Engines ``a`` and ``b``; ``a`` reaches ``b`` through ``proxy_to_b`` and
     ``b`` reaches ``a`` through ``proxy_to_a``."""
 
-    def __init__(self, root: Path, *, extra_args: tuple[str, ...] = (), own_root: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        own_root: bool,
+        peer_listen: bool = False,
+    ) -> None:
         self.root = root
         self._own_root = own_root
         token_file = root / "api-token"
@@ -208,15 +229,26 @@ class EnginePair:
         self.proxy_to_b = FaultProxy(None)
         self.proxy_to_a.start()
         self.proxy_to_b.start()
-        common = {"root": root, "token_file": token_file, "secret_file": secret_file}
-        self.a = EngineProcess("a", peer_url=self.proxy_to_b.url, extra_args=extra_args, **common)
-        self.b = EngineProcess("b", peer_url=self.proxy_to_a.url, extra_args=extra_args, **common)
+        self.a, self.b = (
+            EngineProcess(
+                label,
+                root=root,
+                token_file=token_file,
+                secret_file=secret_file,
+                peer_url=proxy.url,
+                extra_args=extra_args,
+                peer_listen=peer_listen,
+            )
+            for label, proxy in (("a", self.proxy_to_b), ("b", self.proxy_to_a))
+        )
 
     @classmethod
-    def create(cls, *, extra_args: tuple[str, ...] = ()) -> EnginePair:
+    def create(cls, *, extra_args: tuple[str, ...] = (), peer_listen: bool = False) -> EnginePair:
+        """``peer_listen``: each engine serves its peer on its own address
+        (``--peer-listen``), and the peer's proxy forwards there."""
         root = Path(tempfile.mkdtemp(prefix="peersync-pair-"))
         try:
-            return cls(root, extra_args=extra_args, own_root=True)
+            return cls(root, extra_args=extra_args, own_root=True, peer_listen=peer_listen)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -238,7 +270,8 @@ class EnginePair:
     def start_engine(self, label: str, role: str = "follower") -> float:
         engine = self.engine(label)
         took = engine.start(role)
-        (self.proxy_to_a if label == "a" else self.proxy_to_b).set_upstream(engine.port)
+        upstream = engine.peer_port or engine.port
+        (self.proxy_to_a if label == "a" else self.proxy_to_b).set_upstream(upstream)
         return took
 
     def partition(self, mode: ProxyMode = ProxyMode.BLACKHOLE) -> None:

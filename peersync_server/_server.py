@@ -41,7 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -107,6 +107,8 @@ DEFAULT_KEEP_WINDOW_S = 0.002
 #: Files besides connections: listeners, wake pipes, logs, state files, the
 #: decoder's pipes and spool files.
 _SPARE_FILES = 64
+#: With a peer address: other sockets looked at per turn of the accept loop.
+_EVENT_BATCH = 16
 _LISTEN_BACKLOG = socket.SOMAXCONN  # the kernel clamps it to net.core.somaxconn
 _REJECT_QUEUE = 128
 _ACCEPT_BATCH = 64
@@ -114,6 +116,11 @@ _REJECT_LINGER_S = 0.5
 #: A connection waiting for a keeper's slot is retried at least this often
 #: (keepers give the slot up at once; this only bounds a missed wake-up).
 _DEFER_RECHECK_S = 0.001
+
+
+def _for_peer(key: selectors.SelectorKey, peer_listener: socket.socket | None) -> bool:
+    """An event of the peer's own address: its listener or one of its connections."""
+    return key.fileobj is peer_listener or (isinstance(key.data, Connection) and key.data.for_peer)
 
 
 class ServerStartError(Exception):
@@ -139,6 +146,12 @@ class ServerConfig:
     no_auth: bool = False
     #: Stored for the failover issue (see ``PeerSyncServer(peer_monitor=...)``).
     peer_url: str | None = None
+    #: A second address that serves the peer (``None``: none). Its events go
+    #: first in the accept loop, and a health probe on it is answered there at
+    #: once, busy or not, so clients flooding ``host:port`` cannot make the
+    #: peer's probes late (docs/decisions.md). Port 0 picks a free one.
+    peer_listen_host: str | None = None
+    peer_listen_port: int = 0
     failover: str = "auto"
     #: The peer monitor's tunables (docs/failover.md); used with ``peer_url``.
     probe_interval_ms: int = DEFAULT_PROBE_PERIOD_NS // 1_000_000
@@ -232,6 +245,8 @@ class PeerSyncServer:
         self._decoder = DecoderPool(config.decoder_workers, spool_dir=config.state_dir)
         self._driver: EngineDriver | None = None
         self._listener: socket.socket | None = None
+        self._peer_listener: socket.socket | None = None
+        self._peer_port = 0
         self._wake_r, self._wake_w = socket.socketpair()
         # Readable while keeping workers must give their slot up (cut windows short).
         self._preempt_r, self._preempt_w = socket.socketpair()
@@ -259,6 +274,14 @@ class PeerSyncServer:
     def url(self) -> str:
         host = self.config.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self._port}"
+
+    @property
+    def peer_listen_url(self) -> str | None:
+        """The peer's own address (``ServerConfig.peer_listen_host``), if any."""
+        host = self.config.peer_listen_host
+        if host is None:
+            return None
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._peer_port}"
 
     @property
     def driver(self) -> EngineDriver:
@@ -298,6 +321,17 @@ class PeerSyncServer:
             raise ServerStartError(
                 f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
             ) from exc
+        if cfg.peer_listen_host is not None:
+            try:
+                self._peer_listener = self._bind(cfg.peer_listen_host, cfg.peer_listen_port)
+            except OSError as exc:
+                self._listener.close()
+                self._listener = None
+                raise ServerStartError(
+                    f"cannot listen on {cfg.peer_listen_host}:{cfg.peer_listen_port} "
+                    f"(--peer-listen): {exc.strerror or exc}"
+                ) from exc
+            self._peer_port = self._peer_listener.getsockname()[1]
         try:
             # The engine watches its peer only when something serves its
             # probes (the ``peer_monitor`` hook); unserved probes would look
@@ -313,6 +347,9 @@ class PeerSyncServer:
         except HostStateError as exc:
             self._listener.close()
             self._listener = None
+            if self._peer_listener is not None:
+                self._peer_listener.close()
+                self._peer_listener = None
             raise ServerStartError(str(exc)) from exc
         self._port = self._listener.getsockname()[1]
         self._driver.start()
@@ -329,6 +366,8 @@ class PeerSyncServer:
             self._start_peer_monitor()
         self._check_open_files()
         _log.info("engine %s serving on %s", cfg.label, self.url)
+        if self.peer_listen_url is not None:
+            _log.info("engine %s serving its peer on %s", cfg.label, self.peer_listen_url)
         return self._port
 
     def _check_open_files(self) -> None:
@@ -399,9 +438,13 @@ class PeerSyncServer:
         deadlines: list[tuple[float, int, Connection]] = []
         counter = itertools.count()
         deferred: list[Connection] = []  # spoke while the busy cap was held by keepers
+        peer_listener = self._peer_listener
         with selectors.DefaultSelector() as sel:
             sel.register(listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
+            if peer_listener is not None:
+                peer_listener.setblocking(False)
+                sel.register(peer_listener, selectors.EVENT_READ)
 
             def park(conn: Connection, now: float) -> None:
                 deadline = conn.head_deadline or now + limits.idle_timeout_s
@@ -438,22 +481,41 @@ class PeerSyncServer:
                     deferred = self._dispatch_deferred(deferred)
                     if deferred:  # keepers give their slots up at once; recheck soon
                         timeout = min(timeout or _DEFER_RECHECK_S, _DEFER_RECHECK_S)
-                for key, _ in sel.select(timeout):
+                events = sel.select(timeout)
+                if peer_listener is not None:
+                    # The peer's events first, then a bounded batch of the
+                    # rest: a ready socket not looked at now is reported again
+                    # by the next select, and the peer never waits behind more
+                    # than one batch (found by a tester: 300 clients flooding
+                    # peer health made the peer's probe wait for all of them).
+                    events.sort(key=lambda event: not _for_peer(event[0], peer_listener))
+                budget = _EVENT_BATCH if peer_listener is not None else len(events)
+                for key, _ in events:
+                    if key.fileobj is peer_listener:
+                        for conn in self._accept_some(key.fileobj, peer=True):
+                            park(conn, time.monotonic())
+                        continue
+                    if key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                        continue
+                    if budget <= 0 and not _for_peer(key, peer_listener):
+                        continue
+                    budget -= 1
                     if key.fileobj is listener:
                         for conn in self._accept_some(listener):
                             park(conn, time.monotonic())
-                    elif key.fileobj is self._wake_r:
-                        with contextlib.suppress(OSError):
-                            self._wake_r.recv(4096)
-                    else:
-                        conn = key.data
-                        if conn not in parked:
-                            continue  # evicted (oldest idle) earlier in this same batch
-                        unpark(conn)
-                        if not conn.gather():
-                            park(conn, time.monotonic())  # half a head: no worker yet
-                        elif not self._dispatch(conn):
-                            deferred.append(conn)
+                        continue
+                    conn = key.data
+                    if conn not in parked:
+                        continue  # evicted (oldest idle) earlier in this same batch
+                    unpark(conn)
+                    if not conn.gather():
+                        park(conn, time.monotonic())  # half a head: no worker yet
+                    elif conn.for_peer and conn.is_health_probe():
+                        self._serve_inline(conn)  # the peer's probe: at once, busy or not
+                    elif not self._dispatch(conn):
+                        deferred.append(conn)
                 while True:
                     try:
                         conn = self._inbox.get_nowait()
@@ -476,7 +538,7 @@ class PeerSyncServer:
                 except queue.Empty:
                     break
 
-    def _accept_some(self, listener: socket.socket) -> list[Connection]:
+    def _accept_some(self, listener: Any, *, peer: bool = False) -> list[Connection]:
         accepted = []
         for _ in range(_ACCEPT_BATCH):
             try:
@@ -498,6 +560,7 @@ class PeerSyncServer:
                     limits=self.config.limits,
                     draining=lambda: self._draining,
                     gate=self._gate,
+                    for_peer=peer,
                 )
             )
         return accepted
@@ -659,6 +722,8 @@ class PeerSyncServer:
             self._accept_thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
+        if self._peer_listener is not None:
+            self._peer_listener.close()
         deadline = time.monotonic() + self.config.shutdown_grace_s
         with self._busy_changed:
             while self._busy and (remaining := deadline - time.monotonic()) > 0:
