@@ -8,8 +8,11 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from peersync_server.client import AlreadyLeader
 
 #: Generous bounds for a loaded 2-core machine; the targets are 0.4 s (crash)
 #: and 0.8 s (hang), measured by the benchmark.
+HEALTH_FLOOD = Path(__file__).resolve().parents[1] / "server" / "health_flood.py"
 CRASH_BOUND_S = 3.0
 HANG_BOUND_S = 5.0
 HEAL_BOUND_S = 10.0
@@ -157,6 +161,28 @@ def test_pipelined_floods_on_every_worker_of_the_leader_cause_no_takeover(
     finally:
         for sock in flood:
             sock.close()
+    assert "peer down" not in pair.b.log()
+
+
+def test_a_health_flood_on_the_leaders_api_causes_no_takeover_with_a_peer_address(
+    make_pair: Callable[..., EnginePair],
+) -> None:
+    """Found by a tester: 300 clients pipelining health requests (and reading
+    the answers) kept the leader's accept loop so busy that the follower's
+    probes missed and it took over. With --peer-listen the follower probes
+    an address of the leader's that the flood does not reach first."""
+    pair = make_pair(peer_listen=True)
+    _start_seeded(pair)
+    flood = subprocess.Popen(
+        [sys.executable, str(HEALTH_FLOOD), str(pair.a.port), "300", "200", "4"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.5)  # the flood is up to speed
+        assert _stays_one_leader(pair, 3.0) == ["a"]
+    finally:
+        flood.kill()
+        flood.communicate(timeout=30)
     assert "peer down" not in pair.b.log()
 
 
