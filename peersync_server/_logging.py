@@ -2,8 +2,10 @@
 
 What is never logged: request headers (so never ``Authorization`` or
 ``X-Control-Plane-Secret``), bodies, query strings, and lock ids. Refresh and
-release carry the lock id in the path, so :func:`safe_path` redacts it there.
-Control characters and anything outside printable ASCII are escaped, so a
+release carry the lock id in the path, so :func:`safe_path` redacts it there;
+a mistyped path (a 404) may carry one anywhere, so it also redacts anything
+with a lock id's shape (32 hex digits or more) wherever it is. Control
+characters and anything outside printable ASCII are escaped, so a
 request cannot forge log lines.
 """
 
@@ -47,6 +49,11 @@ LOG_BATCH_DELAY_S = 0.01
 
 #: Printable ASCII but the backslash: logged as is (every well-formed path).
 _PLAIN = re.compile(r"[\x21-\x5b\x5d-\x7e]*")
+#: What a lock id looks like anywhere in a path (``/api/sync/state/<id>``,
+#: ``/api/sync//reconcile-lock/<id>``, ``/api/sync/reconcile-lock<id>``): a
+#: lock id is 16 bytes of entropy in hex, 32 digits; any run of 32 or more
+#: hex digits, in either case, percent-encoded digits counted, is redacted.
+_LOCK_ID_SHAPE = re.compile(r"(?:%(?:3[0-9]|[46][1-6])|[0-9A-Fa-f]){32,}")
 #: Where an access record says it comes from (what ``Logger.info`` would find
 #: by walking the stack, which :func:`log_request` skips).
 _SOURCE = (__file__, 0, "log_request")
@@ -73,7 +80,9 @@ def safe_path(target: str | bytes) -> str:
     """The request target fit for a log line.
 
     The query string is dropped (it may carry anything), a lock id in the
-    path is replaced by ``<redacted>``, and control characters are escaped.
+    path is replaced by ``<redacted>`` (on the refresh and release route
+    whatever follows the prefix; elsewhere anything shaped like a lock id,
+    see ``_LOCK_ID_SHAPE``), and control characters are escaped.
     """
     if isinstance(target, bytes):
         target = target.decode("latin-1")
@@ -83,6 +92,8 @@ def safe_path(target: str | bytes) -> str:
     elif "://" in path or not path.startswith("/"):
         # absolute-form or garbage: it may carry credentials (user:pass@host)
         path = REDACTED
+    else:  # a mistyped path may carry a live lock id anywhere
+        path = _LOCK_ID_SHAPE.sub(REDACTED, path)
     escaped = _escape(path)[:MAX_LOGGED_PATH]
     return escaped + ("?" + REDACTED if sep else "")
 

@@ -19,6 +19,29 @@ def test_safe_path_redacts_the_lock_id() -> None:
     assert safe_path("/api/sync/reconcile-lock") == "/api/sync/reconcile-lock"
 
 
+def test_safe_path_redacts_a_lock_id_anywhere() -> None:
+    """A mistyped path (a 404) may carry a live lock id anywhere: anything
+    shaped like one (32 hex digits or more, either case, percent-encoded
+    digits too) is redacted wherever it stands."""
+    lock_id = "0123456789abcdef0123456789abcdef"
+    encoded = "".join(f"%{ord(ch):02X}" for ch in lock_id)
+    cases = {
+        f"/api/sync/reconcile-lock{lock_id}": "/api/sync/reconcile-lock<redacted>",
+        f"/api/sync//reconcile-lock/{lock_id}": "/api/sync//reconcile-lock/<redacted>",
+        f"/api/sync/state/{lock_id}": "/api/sync/state/<redacted>",
+        f"/{lock_id}/x/{lock_id.upper()}": "/<redacted>/x/<redacted>",
+        f"/x-{lock_id}{lock_id}y": "/x-<redacted>y",
+        f"/api/sync/state/{encoded}": "/api/sync/state/<redacted>",
+        f"/api/sync/state/{lock_id[:16]}%{lock_id[16:]}": (
+            f"/api/sync/state/{lock_id[:16]}%{lock_id[16:]}"  # two halves: not an id
+        ),
+        f"/api/sync/state?{lock_id}": "/api/sync/state?<redacted>",
+        "/api/sync/state": "/api/sync/state",
+    }
+    for target, logged in cases.items():
+        assert safe_path(target) == logged, target
+
+
 def test_safe_path_drops_the_query_string() -> None:
     assert safe_path("/api/peer/health?token=abc") == "/api/peer/health?<redacted>"
 
@@ -141,3 +164,61 @@ def test_no_secret_or_lock_id_in_any_log_line(tmp_path: Path, fmt: str, level: s
         # Role changes say their cause as the contract spells it, not a Python enum.
         assert "role leader at epoch 1 (cause force)" in err, err
         assert "Cause." not in err
+
+
+def _mistyped(lock_id: str) -> list[str]:
+    """Paths that are not routes but carry the lock id: each a 404."""
+    encoded = "".join(f"%{ord(ch):02x}" for ch in lock_id)
+    return [
+        f"/api/sync/reconcile-lock{lock_id}",
+        f"/api/sync//reconcile-lock/{lock_id}",
+        f"/api/sync/state/{lock_id}",
+        f"/api/sync/reconcile-lock/{lock_id}/extra",
+        f"/api/sync/reconcile-lock/x/{lock_id}",
+        f"/{lock_id}",
+        f"/api/sync/state/{lock_id.upper()}",
+        f"/api/sync/state/{encoded}",
+        f"/api/sync/state/{lock_id}?lock={lock_id}",
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_a_live_lock_id_in_a_mistyped_path_is_not_logged(
+    tmp_path: Path, fmt: str, level: str
+) -> None:
+    """Found by a tester: the access line of a 404 such as
+    ``/api/sync/reconcile-lock<id>`` (no slash) carried the live lock id."""
+    (tmp_path / "token").write_text(TOKEN)
+    args = [
+        "--label", "a", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "s"),
+        "--api-token-file", str(tmp_path / "token"),
+        "--log-format", fmt, "--log-level", level,
+    ]  # fmt: skip
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/api/sync/reconcile-lock", b'{"owner":"typo"}', auth)
+        grant = json.loads(conn.getresponse().read())
+        lock_id = str(grant["lockId"])
+        statuses = []
+        for path in _mistyped(lock_id):
+            for method in ("GET", "PUT", "DELETE"):
+                conn.request(method, path, b"{}" if method == "PUT" else None, auth)
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+        conn.request("GET", "/api/sync/reconcile-lock", headers=auth)
+        held = json.loads(conn.getresponse().read())
+        conn.close()
+        code, _, err = proc.terminate()
+    assert code == 0
+    assert set(statuses) == {404}, statuses
+    assert held["held"] is True  # the lock was live all along
+    encoded = "".join(f"%{ord(ch):02x}" for ch in lock_id)
+    for word in (lock_id, lock_id.upper(), encoded, lock_id[:16], lock_id[16:]):
+        assert word not in err, (word, err)
+    lines = [line for line in err.splitlines() if "peersync.server.access" in line]
+    assert len(lines) == 2 + 3 * len(_mistyped(lock_id)), err
+    assert sum("<redacted>" in line for line in lines) == 3 * len(_mistyped(lock_id)), err
