@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from peersync_proto import DEFAULT_MAX_SNAPSHOT_BYTES, Role
 
-from ._cli_parser import StrictParser
+from ._cli_parser import StrictParser, clean_secret, url_problem
 from ._connection import (
     DEFAULT_BODY_MIN_RATE,
     DEFAULT_BODY_TIMEOUT_S,
@@ -68,13 +68,16 @@ class _Parser(StrictParser):
         raise UsageError(message)
 
 
+# The converters never quote the text they were given (_cli_parser).
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError("not an integer (not echoed)") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        raise argparse.ArgumentTypeError("must be positive")
     return value
 
 
@@ -82,16 +85,16 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError("not a number (not echoed)") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+        raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 
 def _listen(text: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+        raise argparse.ArgumentTypeError("expected HOST:PORT (not echoed)")
     return host.strip("[]"), int(port_text)
 
 
@@ -197,36 +200,51 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _read_secret(path: str | None, env: str, what: str) -> bytes | None:
+def _read_secret(path: str | None, env: str, flag: str, what: str) -> bytes | None:
+    """The token or secret of file ``path`` (else of env ``env``; an empty
+    one there counts as none), if the ``peersync`` client could send it
+    (``clean_secret``): else a usage error naming the source, echoing
+    neither the value nor the path (a token typed where its file goes)."""
     if path is not None:
         try:
             raw = Path(path).read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
-        value = raw.strip()
-        if not value:
-            raise UsageError(f"{what} file {path} is empty")
-        return value
-    from_env = os.environ.get(env, "").strip()
-    return from_env.encode("utf-8") if from_env else None
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(f"cannot read {what} file ({flag}): {reason}") from None
+        source = f"{what} file ({flag})"
+    else:
+        from_env = os.environ.get(env, "")
+        if not from_env.strip():
+            return None
+        raw = os.fsencode(from_env)  # the bytes as set, undecodable ones included
+        source = f"{what} in env {env}"
+    try:
+        return clean_secret(raw)
+    except ValueError as exc:
+        raise UsageError(f"the {source} {exc}") from None
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
-    token = _read_secret(args.api_token_file, TOKEN_ENV, "API token")
-    secret = _read_secret(args.control_plane_secret_file, SECRET_ENV, "control-plane secret")
+    token = _read_secret(args.api_token_file, TOKEN_ENV, "--api-token-file", "API token")
+    secret = _read_secret(
+        args.control_plane_secret_file,
+        SECRET_ENV,
+        "--control-plane-secret-file",
+        "control-plane secret",
+    )
     if token is None and not args.no_auth:
         raise UsageError(
             f"no API token: give --api-token-file FILE or set {TOKEN_ENV} (or --no-auth for a demo)"
         )
     peer_token = (
-        _read_secret(args.peer_api_token_file, "", "peer API token")
+        _read_secret(args.peer_api_token_file, "", "--peer-api-token-file", "peer API token")
         if args.peer_api_token_file is not None
         else None
     )
     if args.probe_deadline_ms > args.probe_interval_ms:
         raise UsageError("--probe-deadline-ms must not exceed --probe-interval-ms")
-    if args.peer is not None and not args.peer.startswith("http://"):
-        raise UsageError(f"--peer must be an http:// URL, got {args.peer!r}")
+    if args.peer is not None and (problem := url_problem(args.peer, "--peer")) is not None:
+        raise UsageError(problem)
     host, port = args.listen
     return ServerConfig(
         label=args.label,

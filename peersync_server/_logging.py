@@ -5,12 +5,20 @@ What is never logged: request headers (so never ``Authorization`` or
 release carry the lock id in the path, so :func:`safe_path` redacts it there;
 a mistyped path (a 404) may carry one anywhere, so it also redacts anything
 with a lock id's shape (32 hex digits or more) wherever it is. Control
-characters and anything outside printable ASCII are escaped, so a
-request cannot forge log lines.
+characters and anything outside printable ASCII are escaped, so a request
+cannot forge log lines.
+
+Logging never blocks the thread that logs (a request thread, the accept
+loop): lines go to a bounded queue and one writer thread writes them. A log
+stream that stops taking lines (a pipe nobody reads) costs log lines, never
+requests: they are dropped and counted, and ``dropped N log lines`` is written
+where they were lost once the stream drains.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime
 import json
 import logging
@@ -18,11 +26,14 @@ import re
 import sys
 import threading
 import time
+import traceback
 from typing import Any, TextIO
 
 __all__ = [
     "ACCESS_LOGGER",
     "LOG_BATCH_DELAY_S",
+    "LOG_FLUSH_TIMEOUT_S",
+    "LOG_QUEUE_LIMIT_CHARS",
     "LOCK_PATH_PREFIX",
     "LOGGER",
     "REDACTED",
@@ -42,9 +53,17 @@ MAX_LOGGED_PATH = 256
 #: Lines below WARNING (the access lines) reach the stream at most this long
 #: after they were logged, many in one write: one system call per batch, not
 #: one per request (each is a hand-off of the GIL to another busy thread).
-#: WARNING and above are written at once, after whatever is pending. A
-#: ``kill -9`` loses at most this much of the access log.
+#: WARNING and above wake the writer at once, and go out after whatever is
+#: pending. A ``kill -9`` loses at most this much of the log.
 LOG_BATCH_DELAY_S = 0.01
+#: Logging never waits for the log stream: lines wait for the writer thread
+#: in a queue of at most this many characters (about 9000 access lines);
+#: past it a line is dropped and counted, and the stream later gets
+#: ``dropped N log lines`` where they were lost.
+LOG_QUEUE_LIMIT_CHARS = 1 << 20
+#: ``flush`` and ``close`` (at exit) wait at most this long for the writer: a
+#: stream nobody reads must not keep the engine from stopping.
+LOG_FLUSH_TIMEOUT_S = 1.0
 
 
 #: Printable ASCII but the backslash: logged as is (every well-formed path).
@@ -129,67 +148,157 @@ class _TextFormatter(logging.Formatter):
 
 
 class _BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that writes lines below WARNING in batches, from its
-    own thread, at most ``delay`` seconds late (:data:`LOG_BATCH_DELAY_S`).
-    The thread sleeps until a line is pending (it never polls); ``flush`` and
-    ``close`` (``logging.shutdown`` at exit) write what is pending."""
+    """A stream handler that never makes the logging thread wait for the
+    stream: :meth:`emit` formats the line and hands it to a bounded queue
+    (a few microseconds under a lock nobody holds across a write), and one
+    writer thread of its own writes the queue to the stream, many lines in
+    one write. Lines below WARNING are written at most ``delay`` seconds
+    late (:data:`LOG_BATCH_DELAY_S`); a WARNING or above wakes the writer at
+    once. Order is kept.
 
-    def __init__(self, stream: TextIO, delay: float) -> None:
+    When the stream does not keep up (a pipe nobody reads fills, and the
+    writer may then block in ``write()`` for good), the queue fills to
+    :data:`LOG_QUEUE_LIMIT_CHARS` and further lines are dropped and counted,
+    never waited for; where they were lost, the stream later gets one line
+    ``dropped N log lines``, written once it drains. ``flush`` and ``close``
+    (``logging.shutdown`` at exit) wait for what is pending, but at most
+    :data:`LOG_FLUSH_TIMEOUT_S`, and not again while the writer is still
+    stuck."""
+
+    def __init__(self, stream: TextIO, delay: float, limit: int = 0) -> None:
         super().__init__(stream)
         self._delay = delay
-        self._pending: list[str] = []
-        self._due = threading.Event()
+        self._limit = limit or LOG_QUEUE_LIMIT_CHARS
+        self._cond = threading.Condition(threading.Lock())
+        # Guarded by _cond. Items are lines, or an int: that many dropped here.
+        self._pending: collections.deque[str | int] = collections.deque()
+        self._pending_chars = 0
+        self._dropped = 0  # since the last item that got in
+        self._dropped_total = 0
+        self._urgent = False
+        self._due = 0.0  # when the oldest pending line must be written
         self._closed = False
+        self._queued = 0  # items ever queued
+        self._written = 0  # items ever taken and written (or lost to a broken stream)
+        self._stuck_at = -1  # _written when a flush last gave up waiting
         self._writer = threading.Thread(target=self._run, name="peersync-log", daemon=True)
         self._writer.start()
 
-    def emit(self, record: logging.LogRecord) -> None:  # under the handler lock
+    @property
+    def dropped_total(self) -> int:
+        """Lines dropped since the start (for tests and diagnostics)."""
+        with self._cond:
+            return self._dropped_total
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._pending.append(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
         except Exception:
             self.handleError(record)
             return
-        if record.levelno >= logging.WARNING or self._closed:
-            self._write_pending()
-        elif len(self._pending) == 1:
-            self._due.set()
+        self._offer(line, record.levelno >= logging.WARNING)
 
-    def _write_pending(self) -> None:  # under the handler lock
-        if not self._pending:
+    def handleError(self, record: logging.LogRecord) -> None:
+        """As :class:`logging.Handler` does, but through the queue: its
+        default writes the traceback to ``sys.stderr`` on this thread, and
+        that may be the very pipe that is stuck."""
+        if not logging.raiseExceptions:
             return
-        text = "".join(self._pending)
-        self._pending.clear()
+        text = traceback.format_exc()
         try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # stream closed or broken: drop, as logging does
-            pass
+            where = f"{record.name} {record.pathname}:{record.lineno}"
+        except Exception:
+            where = "?"
+        self._offer(f"--- Logging error ({where}) ---\n{text}", True)
 
-    def flush(self) -> None:
-        self.acquire()
-        try:
-            self._write_pending()
-        finally:
-            self.release()
-
-    def close(self) -> None:
-        self._closed = True
-        self.flush()
-        self._due.set()
-        super().close()
+    def _offer(self, line: str, urgent: bool) -> None:
+        """Queue ``line`` or count it dropped: never waits for the writer."""
+        with self._cond:
+            if self._closed or self._pending_chars + len(line) > self._limit:
+                self._dropped += 1
+                self._dropped_total += 1
+                if not self._pending and not self._closed:  # say so, even with nothing queued
+                    self._due = time.monotonic()
+                    self._cond.notify()
+                return
+            if self._dropped:
+                self._pending.append(self._dropped)  # the gap, where it was
+                self._dropped = 0
+                self._queued += 1
+            self._pending.append(line)
+            self._pending_chars += len(line)
+            self._queued += 1
+            if urgent:
+                self._urgent = True
+                self._cond.notify()
+            elif len(self._pending) == 1:
+                self._due = time.monotonic() + self._delay
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
-            self._due.wait()
-            if self._closed:
+            with self._cond:
+                while True:
+                    if self._pending or self._dropped:
+                        if self._urgent or self._closed:
+                            break
+                        left = self._due - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    elif self._closed:
+                        return
+                    else:
+                        self._cond.wait()
+                batch = list(self._pending)
+                if self._dropped:  # lost after every line in this batch
+                    batch.append(self._dropped)
+                    self._dropped = 0
+                    self._queued += 1
+                self._pending.clear()
+                self._pending_chars = 0
+                self._urgent = False
+            text = "".join(item if isinstance(item, str) else self._gap(item) for item in batch)
+            with contextlib.suppress(Exception):  # a closed or broken stream: drop
+                self.stream.write(text)
+                self.stream.flush()
+            with self._cond:
+                self._written += len(batch)
+                self._cond.notify_all()
+
+    def _gap(self, count: int) -> str:
+        record = logging.LogRecord(
+            LOGGER, logging.WARNING, __file__, 0,
+            "dropped %d log lines: the log stream did not keep up", (count,), None,
+            "log",
+        )  # fmt: skip
+        record.fields = {"dropped": count}
+        try:
+            return self.format(record) + self.terminator
+        except Exception:
+            return f"dropped {count} log lines: the log stream did not keep up\n"
+
+    def flush(self) -> None:
+        """Wait until what was logged before this call is written, but at
+        most :data:`LOG_FLUSH_TIMEOUT_S` (no wait while the writer is stuck
+        where a previous flush left it)."""
+        with self._cond:
+            target = self._queued + (1 if self._dropped else 0)
+            if self._written >= target or self._written == self._stuck_at:
                 return
-            time.sleep(self._delay)  # let the batch gather
-            self.acquire()
-            try:
-                self._due.clear()  # under the lock: a line logged now sets it again
-                self._write_pending()
-            finally:
-                self.release()
+            self._urgent = True
+            self._cond.notify_all()
+            if not self._cond.wait_for(
+                lambda: self._written >= target, timeout=LOG_FLUSH_TIMEOUT_S
+            ):
+                self._stuck_at = self._written
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        super().close()
 
 
 def configure_logging(
@@ -197,7 +306,9 @@ def configure_logging(
 ) -> logging.Handler:
     """Send the server's logs to ``stream`` (stderr by default); returns the
     handler. Lines below WARNING are written in batches, at most
-    :data:`LOG_BATCH_DELAY_S` late."""
+    :data:`LOG_BATCH_DELAY_S` late, by a thread of the handler's own; the
+    thread that logs never waits for ``stream`` (a line it cannot take in
+    time is dropped and counted, see :data:`LOG_QUEUE_LIMIT_CHARS`)."""
     handler = _BatchingStreamHandler(
         stream if stream is not None else sys.stderr, LOG_BATCH_DELAY_S
     )

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, TextIO
 
 import attrs
 
-from ._cli_parser import StrictParser
+from ._cli_parser import StrictParser, clean_secret, redact_url, url_problem
 from ._client import DEFAULT_TIMEOUT_S, PeerSyncClient
 from ._client_errors import (
     ConnectionClosed,
@@ -63,6 +63,9 @@ class Context:
 
     def client(self, url: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> PeerSyncClient:
         """A client for ``url``; ``timeout`` is this command's default deadline."""
+        problem = url_problem(url, "URL")
+        if problem is not None:
+            raise UsageError(problem)
         options: dict[str, Any] = {"timeout": self.timeout or timeout}
         if self.connect_timeout is not None:
             options["connect_timeout"] = self.connect_timeout
@@ -73,8 +76,8 @@ class Context:
                 control_plane_secret=self.control_plane_secret,
                 **options,
             )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        except ValueError as exc:  # its messages quote the URL: checked above, redacted anyway
+            raise UsageError(str(exc).replace(repr(url), redact_url(url))) from None
 
     def emit(self, obj: Any) -> None:
         """One JSON value on one line of stdout, flushed (``watch`` is live)."""
@@ -148,11 +151,14 @@ def add_leaf(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
     return parser
 
 
+# The converters never quote the text they were given (_cli_parser).
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError("not a number (not echoed)") from None
     if not value > 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
@@ -162,7 +168,7 @@ def nonnegative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError("not an integer (not echoed)") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return value
@@ -187,23 +193,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _secret(path: str | None, env: str, flag: str) -> str | None:
+    """The token of file ``path``, else of env ``env``, else None; one the
+    client cannot send (``clean_secret``: not UTF-8, a control character
+    inside, empty) is a usage error that echoes neither it nor the path
+    (a token typed where its file goes)."""
     if path is None:
         value = os.environ.get(env)
         if value is None:
             return None
+        raw = os.fsencode(value)  # the bytes as set, undecodable ones included
         source = f"env {env}"
     else:
         try:
-            with open(path, encoding="utf-8") as handle:
-                value = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
-            raise UsageError(f"cannot read {flag} {path!r}: {reason}") from None
-        source = flag
-    value = value.strip()
-    if not value:
-        raise UsageError(f"{source} is empty")
-    return value
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(f"cannot read {flag}: {reason}") from None
+        source = f"the file of {flag}"
+    try:
+        return clean_secret(raw).decode("utf-8")
+    except ValueError as exc:
+        raise UsageError(f"{source} {exc}") from None
 
 
 # -- running -----------------------------------------------------------------------

@@ -315,3 +315,118 @@ def test_leftover_words_are_counted_not_echoed() -> None:
     assert result.returncode == 2
     assert b"unrecognized arguments: 1 word (not echoed)" in result.stderr
     assert LEAKED.encode() not in result.stderr
+
+
+SPACED = "Zq7secret Value-9f2c"  # argparse takes a word with a space for a positional
+
+
+def _refused_unechoed(result: subprocess.CompletedProcess[bytes], *secrets: str) -> str:
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    err = result.stderr.decode()
+    for secret in secrets:
+        for part in secret.split():
+            assert part not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (f"--api-token={SPACED}", "health", "{url}"),  # was "invalid choice: '--api-token=...'"
+        ("health", "{url}", f"--api-token={SPACED}"),
+        ("lock", f"--control-plane-secret={SPACED}", "status", "{url}"),
+        ("reconcile", f"--api-token={SPACED}", "{url}", "{url}"),
+    ],
+)
+def test_an_unknown_option_with_a_space_in_its_value_is_refused_by_name(
+    stdlib_engine: StdlibEngine, args: tuple[str, ...]
+) -> None:
+    result = peersync(*(arg.format(url=stdlib_engine.url) for arg in args))
+    err = _refused_unechoed(result, SPACED)
+    flag = next(arg for arg in args if "=" in arg).partition("=")[0]
+    assert f"unrecognized option {flag} (options are never abbreviated)" in err
+    assert stdlib_engine.model.seen == []
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ((LEAKED, "health", "{url}"), "argument COMMAND: invalid choice (not echoed); choose from"),
+        ((SPACED, "health", "{url}"), "argument COMMAND: invalid choice (not echoed); choose from"),
+        (("lock", LEAKED, "{url}"), "argument ACTION: invalid choice (not echoed); choose from"),
+        (("watch", "{url}", "--format", LEAKED), "argument --format: invalid choice"),
+        (("watch", "{url}", "--count", LEAKED), "argument --count: not an integer"),
+        (("lock", "acquire", "{url}", "--ttl-ms", LEAKED), "argument --ttl-ms: invalid int value"),
+        (("reconcile", "{url}", "{url}", "--ttl-ms", LEAKED), "argument --ttl-ms: invalid int"),
+        (("health", "{url}", "--timeout", LEAKED), "argument --timeout: not a number"),
+        (("health", "{url}", f"--help={LEAKED}"), "argument -h/--help: takes no value"),
+        (("health", "{url}", f"-h{LEAKED}"), "argument -h: takes no value"),
+        (("health", "{url}", f"-x{LEAKED}"), "unrecognized option -x "),
+        (("health", "{url}", f"--api token {LEAKED}"), "unrecognized arguments: 1 word"),
+    ],
+)
+def test_a_bad_word_is_named_by_its_argument_and_never_echoed(
+    stdlib_engine: StdlibEngine, args: tuple[str, ...], named: str
+) -> None:
+    result = peersync(*(arg.format(url=stdlib_engine.url) for arg in args))
+    err = _refused_unechoed(result, LEAKED, SPACED)
+    assert named.replace("-h/--help", "--help") in err, err
+    if "COMMAND" in named:
+        assert "health, sync-health, force-leader, lock, state, watch" in err
+    assert stdlib_engine.model.seen == []
+
+
+URL_SECRET = "URLPW-5b0e"
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("health", f"https://u:{URL_SECRET}@h"), "URL must not carry credentials"),  # echoed
+        (("health", f"http://u:{URL_SECRET}@127.0.0.1:bad"), "URL must not carry credentials"),
+        (("health", f"http://u:{URL_SECRET}@[::1"), "URL must not carry credentials"),
+        (("health", f"http://u:{URL_SECRET}@127.0.0.1:1"), "URL must not carry credentials"),
+        (("health", f"http://127.0.0.1:1/?t={URL_SECRET}"), "URL must not carry a query"),
+        (("reconcile", "{url}", f"http://u:{URL_SECRET}@h"), "URL must not carry credentials"),
+        (("health", "http://127.0.0.1:bad"), "URL is not a valid URL (bad host or port)"),
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_echoing_them(
+    stdlib_engine: StdlibEngine, args: tuple[str, ...], problem: str
+) -> None:
+    result = peersync(*(arg.format(url=stdlib_engine.url) for arg in args))
+    err = _refused_unechoed(result, URL_SECRET)
+    assert err.startswith(f"peersync: error: {problem}") and len(err.splitlines()) == 1, err
+    assert stdlib_engine.model.seen == []
+
+
+def test_a_token_file_path_is_not_echoed() -> None:
+    """A token typed where its file goes: "cannot read", without the word."""
+    result = peersync("health", "http://127.0.0.1:1", "--api-token-file", LEAKED)
+    err = _refused_unechoed(result, LEAKED)
+    assert err == "peersync: error: cannot read --api-token-file: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        (f"{LEAKED}\nsecond-line".encode(), "has a control character inside"),
+        (f"{LEAKED}\tx".encode(), "has a control character inside"),
+        (LEAKED.encode() + b"\xff", "is not UTF-8 text"),  # said "unreadable", or quoted a byte
+    ],
+)
+def test_a_token_peersync_cannot_send_is_a_usage_error_naming_why(
+    stdlib_engine: StdlibEngine, tmp_path: Path, token: bytes, problem: str
+) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(token)
+    from_file = peersync("sync-health", stdlib_engine.url, "--api-token-file", str(path))
+    err = _refused_unechoed(from_file, LEAKED, "second-line")
+    assert err.startswith(f"peersync: error: the file of --api-token-file {problem}"), err
+    assert len(err.splitlines()) == 1
+    value = token.decode("utf-8", "surrogateescape")  # the child gets these very bytes
+    from_env = peersync("sync-health", stdlib_engine.url, env={"PEERSYNC_API_TOKEN": value})
+    err = _refused_unechoed(from_env, LEAKED, "second-line")
+    assert err.startswith(f"peersync: error: env PEERSYNC_API_TOKEN {problem}"), err
+    assert stdlib_engine.model.seen == []

@@ -133,3 +133,40 @@ def test_no_parser_of_peersync_abbreviates_options() -> None:
     parsers = list(walk(cli.build_parser()))
     assert len(parsers) > len(cli.COMMANDS)  # the nested lock and state actions too
     assert all(not parser.allow_abbrev for parser in parsers)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "t0k-abc",
+        "a b",
+        "café crème",
+        "x\u0085y",
+        "ab\ncd",
+        "a\rb",  # edge whitespace is stripped by both command lines, not refused
+        "ab\tcd",
+        "a\x7f",
+        "\x00x",
+        "x\x1fy",
+    ],
+)
+def test_both_command_lines_refuse_exactly_the_tokens_the_client_cannot_send(token: str) -> None:
+    """``peersync-server`` refuses at start what ``peersync`` (through
+    ``PeerSyncClient``) could never send: the two rules must not drift."""
+    from peersync_server._cli_parser import clean_secret
+    from peersync_server.client import PeerSyncClient
+
+    try:
+        PeerSyncClient("http://127.0.0.1:1", api_token=token).close()
+    except ValueError:
+        client_sends = False
+    else:
+        client_sends = True
+    try:
+        assert clean_secret(token.encode()) == token.encode()
+    except ValueError as exc:
+        accepted = False
+        assert token not in str(exc)
+    else:
+        accepted = True
+    assert accepted == client_sends

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from srv_util import (
     PYTHON,
     SECRET,
+    SECRET_ENV,
     TOKEN,
     TOKEN_ENV,
     ServerProcess,
@@ -305,3 +307,182 @@ def test_an_abbreviated_flag_is_refused_and_nothing_starts(tmp_path: Path) -> No
     assert (code, out) == (2, "")
     assert "unrecognized option --max-idle" in err
     assert not (tmp_path / "peersync-state-a").exists()
+
+
+SPACED = "Zq7secret Value-9f2c"  # argparse takes a word with a space for a positional
+
+
+def _assert_one_line_not_echoed(code: int, out: str, err: str, *secrets: str) -> None:
+    assert (code, out) == (2, ""), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("peersync-server: error: ")
+    for secret in secrets:
+        for part in secret.split():
+            assert part not in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [f"--api-token={SPACED}", "--label", "a"],  # before every known flag
+        ["--label", "a", f"--api-token={SPACED}"],
+        ["--label", "a", f"--control-plane-secret={SPACED}", "--no-auth"],
+    ],
+)
+def test_an_unknown_flag_whose_value_has_a_space_is_refused_by_name(
+    tmp_path: Path, args: list[str]
+) -> None:
+    code, out, err = _run_to_exit([*args, "--listen", "127.0.0.1:0"], tmp_path)
+    _assert_one_line_not_echoed(code, out, err, SPACED)
+    flag = next(arg for arg in args if "=" in arg).partition("=")[0]
+    assert f"unrecognized option {flag} " in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--label", LEAKED], "argument --label: invalid choice (not echoed); choose from a, b"),
+        (["--role", LEAKED], "argument --role: invalid choice (not echoed); choose from leader"),
+        (["--log-level", LEAKED], "argument --log-level: invalid choice (not echoed); choose"),
+        (["--failover", LEAKED], "argument --failover: invalid choice (not echoed)"),
+        (["--max-connections", LEAKED], "argument --max-connections: not an integer"),
+        (["--header-timeout", LEAKED], "argument --header-timeout: not a number"),
+        (["--listen", LEAKED], "argument --listen: expected HOST:PORT"),
+        ([f"--no-auth={LEAKED}"], "argument --no-auth: takes no value"),
+        ([LEAKED], "unrecognized arguments: 1 word (not echoed)"),
+    ],
+)
+def test_a_bad_value_is_named_by_its_flag_and_never_echoed(
+    tmp_path: Path, extra: list[str], named: str
+) -> None:
+    args = ["--listen", "127.0.0.1:0", "--no-auth", *extra]
+    if "--label" not in extra:
+        args += ["--label", "a"]
+    code, out, err = _run_to_exit(args, tmp_path)
+    _assert_one_line_not_echoed(code, out, err, LEAKED)
+    assert named in err
+
+
+PEER_SECRET = "PEERPW-77e1"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"http://u:{PEER_SECRET}@127.0.0.1:1", "must not carry credentials"),  # ran, and logged it
+        (f"https://u:{PEER_SECRET}@h", "must not carry credentials"),  # the error echoed it
+        (f"http://{PEER_SECRET}@127.0.0.1:1", "must not carry credentials"),
+        (f"http://u:{PEER_SECRET}@127.0.0.1:bad", "must not carry credentials"),
+        (f"http://u:{PEER_SECRET}@[::1", "must not carry credentials"),
+        (f"http://127.0.0.1:1/?token={PEER_SECRET}", "must not carry a query or a fragment"),
+        (f"http://127.0.0.1:1/#{PEER_SECRET}", "must not carry a query or a fragment"),
+    ],
+)
+def test_a_peer_url_with_credentials_a_query_or_a_fragment_is_refused_unechoed(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--no-auth", "--peer", url]
+    code, out, err = _run_to_exit(args, tmp_path)
+    _assert_one_line_not_echoed(code, out, err, PEER_SECRET)
+    assert f"--peer {problem}" in err
+    assert not (tmp_path / "peersync-state-a").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://127.0.0.1:bad", "--peer is not a valid URL (bad host or port): "),  # a traceback
+        ("ftp://127.0.0.1:1", "--peer must be an http://HOST[:PORT] URL, got 'ftp://127.0.0.1:1'"),
+        ("http://", "--peer must be an http://HOST[:PORT] URL"),
+    ],
+)
+def test_a_bad_peer_url_is_one_line_and_status_2(tmp_path: Path, url: str, shown: str) -> None:
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--no-auth", "--peer", url]
+    code, out, err = _run_to_exit(args, tmp_path)
+    _assert_one_line_not_echoed(code, out, err)
+    assert shown in err
+
+
+TOKEN_SECRET = "TOKSECRET-31d7"
+#: What ``peersync`` (and ``PeerSyncClient``) cannot send: the server used to
+#: start with it, and every call then got 401.
+UNSENDABLE = [
+    pytest.param(f"{TOKEN_SECRET}\nsecond-line".encode(), "has a control character", id="newline"),
+    pytest.param(f"{TOKEN_SECRET}\tx".encode(), "has a control character", id="tab"),
+    pytest.param(f"{TOKEN_SECRET}\rx".encode(), "has a control character", id="cr"),
+    pytest.param(f"{TOKEN_SECRET}\x7f".encode(), "has a control character", id="del"),
+    pytest.param(f"{TOKEN_SECRET}\x00x".encode(), "has a control character", id="nul"),
+    pytest.param(TOKEN_SECRET.encode() + b"\xff\xfe", "is not UTF-8 text", id="not-utf8"),
+]
+
+
+@pytest.mark.parametrize(("token", "problem"), UNSENDABLE)
+@pytest.mark.parametrize(
+    ("flag", "what"),
+    [
+        ("--api-token-file", "API token"),
+        ("--control-plane-secret-file", "control-plane secret"),
+        ("--peer-api-token-file", "peer API token"),
+    ],
+)
+def test_a_token_file_the_client_cannot_send_is_refused_at_start(
+    tmp_path: Path, token: bytes, problem: str, flag: str, what: str
+) -> None:
+    path = tmp_path / "bad-token"
+    path.write_bytes(token + b"\n")
+    good, _ = _files(tmp_path)
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--api-token-file", str(good)]
+    args += ["--peer", "http://127.0.0.1:9"] if flag == "--peer-api-token-file" else []
+    code, out, err = _run_to_exit([*args, flag, str(path)], tmp_path)
+    _assert_one_line_not_echoed(code, out, err, TOKEN_SECRET, "second-line")
+    assert f"the {what} file ({flag}) {problem}" in err
+    assert not (tmp_path / "peersync-state-a").exists()
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [p for p in UNSENDABLE if p.id != "nul"],  # no NUL in an env value
+)
+@pytest.mark.parametrize(
+    ("env", "what"), [(TOKEN_ENV, "API token"), (SECRET_ENV, "control-plane secret")]
+)
+def test_a_token_in_the_environment_the_client_cannot_send_is_refused_at_start(
+    tmp_path: Path, token: bytes, problem: str, env: str, what: str
+) -> None:
+    value = token.decode("utf-8", "surrogateescape")  # the child gets these very bytes
+    extra = {TOKEN_ENV: "t0k-env-ok", env: value}
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "s")]
+    code, out, err = _run_to_exit(args, tmp_path, env=extra)
+    _assert_one_line_not_echoed(code, out, err, TOKEN_SECRET, "second-line")
+    assert f"the {what} in env {env} {problem}" in err
+
+
+def test_a_token_file_path_is_not_echoed(tmp_path: Path) -> None:
+    """A token typed where its file goes: "cannot read", without the word."""
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--api-token-file", TOKEN_SECRET]
+    code, out, err = _run_to_exit(args, tmp_path)
+    _assert_one_line_not_echoed(code, out, err, TOKEN_SECRET)
+    assert "cannot read API token file (--api-token-file): No such file" in err
+
+
+def test_a_token_with_a_space_and_non_ascii_text_starts_and_peersync_can_use_it(
+    tmp_path: Path,
+) -> None:
+    """The rule is the client's: inner spaces and UTF-8 letters are fine."""
+    token = "café crème-42"
+    path = tmp_path / "token"
+    path.write_text(f"  {token}\r\n", encoding="utf-8")
+    args = ["--label", "a", "--listen", "127.0.0.1:0", "--api-token-file", str(path)]
+    with server_process(args, cwd=tmp_path) as proc:
+        proc.wait_listening()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("PEERSYNC_")}
+        for env, extra in (({TOKEN_ENV: token}, []), ({}, ["--api-token-file", str(path)])):
+            result = subprocess.run(
+                [PYTHON, "-m", "peersync_server.cli", "lock", "status", proc.url, *extra],
+                capture_output=True,
+                env={**clean, **env},
+                timeout=30,
+            )
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout)["held"] is False
+        assert proc.terminate()[0] == 0

@@ -1,7 +1,8 @@
 """The server's log handler writes lines below WARNING in batches from its own
 thread (one write per batch, not per access line), at most LOG_BATCH_DELAY_S
-late; WARNING and above go out at once, in order after what is pending; a
-flush or close writes everything."""
+late; WARNING and above wake that thread at once, in order after what is
+pending; a flush or close writes everything. The thread that logs never
+writes, so never waits for the stream: see test_logging_stuck_stream.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from peersync_server._logging import LOG_BATCH_DELAY_S, configure_logging
+from peersync_server._logging import (
+    LOG_BATCH_DELAY_S,
+    _BatchingStreamHandler,
+    configure_logging,
+)
 
 
 class _Stream(io.StringIO):
@@ -55,6 +60,10 @@ def stream() -> _Stream:
     return out
 
 
+def _record(level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord("peersync.server", level, __file__, 1, msg, (), None)
+
+
 def _wait_for(stream: _Stream, count: int, timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while stream.text().count("\n") < count and time.monotonic() < deadline:
@@ -78,12 +87,33 @@ def test_info_lines_arrive_soon_and_many_in_one_write(stream: _Stream) -> None:
     assert stream.writes < 10, stream.writes  # batched, not one write per line
 
 
-def test_a_warning_is_written_at_once_after_what_is_pending(stream: _Stream) -> None:
+def test_a_warning_is_written_soon_after_what_is_pending(stream: _Stream) -> None:
     log = logging.getLogger("peersync.server")
     log.info("first")
     log.warning("second")
-    lines = stream.text().splitlines()  # no wait: the warning wrote both
+    _wait_for(stream, 2)
+    lines = stream.text().splitlines()
     assert [line.rsplit(" ", 1)[1] for line in lines] == ["first", "second"]
+
+
+def test_a_warning_wakes_the_writer_without_the_delay() -> None:
+    """With a 5 s batching delay an INFO line waits; a WARNING after it takes
+    both out at once (it is not written by the thread that logs it, so a
+    stuck stream cannot block that thread)."""
+    out = _Stream()
+    handler = _BatchingStreamHandler(out, 5.0)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        handler.handle(_record(logging.INFO, "first"))
+        time.sleep(0.2)
+        assert out.text() == ""  # batched: due in 5 s
+        started = time.monotonic()
+        handler.handle(_record(logging.WARNING, "second"))
+        _wait_for(out, 2)
+        assert out.text() == "first\nsecond\n"
+        assert time.monotonic() - started < 2.0
+    finally:
+        handler.close()
 
 
 def test_flush_and_close_write_what_is_pending() -> None:
