@@ -119,6 +119,12 @@ def _parser() -> _Parser:
     p.add_argument("--control-plane-secret-file", metavar="FILE", help=f"or env {SECRET_ENV}")
     p.add_argument("--no-auth", action="store_true", help="demo mode: no bearer token")
     p.add_argument("--peer", metavar="URL", help="the peer engine's base URL (failover)")
+    p.add_argument(
+        "--peer-listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="a second address for the peer only: its probes go first (port 0 = any free)",
+    )
     p.add_argument("--failover", choices=["auto", "manual"], default="auto")
     failover = p.add_argument_group("peer monitor (with --peer; docs/failover.md)")
     failover.add_argument(
@@ -256,6 +262,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         control_plane_secret=secret,
         no_auth=args.no_auth,
         peer_url=args.peer,
+        peer_listen_host=args.peer_listen[0] if args.peer_listen else None,
+        peer_listen_port=args.peer_listen[1] if args.peer_listen else 0,
         failover=args.failover,
         probe_interval_ms=args.probe_interval_ms,
         probe_deadline_ms=args.probe_deadline_ms,

@@ -168,6 +168,37 @@ def test_port_in_use_is_one_line_and_status_2(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in err
 
 
+def test_a_peer_address_in_use_or_malformed_is_one_line_and_status_2(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        code, out, err = _run_to_exit(
+            [*_base_args(tmp_path), "--peer-listen", f"127.0.0.1:{port}"], tmp_path
+        )
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1
+    assert f"cannot listen on 127.0.0.1:{port} (--peer-listen)" in err
+    code, out, err = _run_to_exit([*_base_args(tmp_path), "--peer-listen", "nope"], tmp_path)
+    assert (code, out) == (2, "")
+    assert "--peer-listen" in err and "nope" not in err
+
+
+def test_the_peer_address_is_served_and_logged(tmp_path: Path) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        peer_port = free.getsockname()[1]
+    args = [*_base_args(tmp_path), "--peer-listen", f"127.0.0.1:{peer_port}"]
+    with server_process(args, cwd=tmp_path) as proc:
+        port = proc.wait_listening()
+        assert port != peer_port
+        conn = http.client.HTTPConnection("127.0.0.1", peer_port, timeout=5)
+        conn.request("GET", "/api/peer/health")
+        assert conn.getresponse().status == 200
+        conn.close()
+        code, _, err = proc.terminate()
+    assert code == 0
+    assert f"serving its peer on http://127.0.0.1:{peer_port}" in err
+
+
 def test_a_start_that_could_not_listen_leaves_the_engine_fresh(tmp_path: Path) -> None:
     """``--role`` applies to a fresh engine; a first start that failed (port
     in use) must not have made the state dir look used."""
