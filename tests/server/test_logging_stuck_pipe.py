@@ -195,7 +195,8 @@ def test_503_warnings_on_an_unread_log_pipe_do_not_stop_the_accept_loop(tmp_path
     """Past the busy cap the accept loop answers 503 itself and logs a WARNING
     for each, and it answers the peer's probe itself too: a warning written
     synchronously to a full pipe stopped both."""
-    server = _start(tmp_path, "--max-connections", "2")
+    # The two held uploads must outlast the flood: a body deadline of 60 s.
+    server = _start(tmp_path, "--max-connections", "2", "--body-timeout", "60")
     held: list[socket.socket] = []
     try:
         port = server.wait_listening()
