@@ -61,7 +61,7 @@ from peersync_proto import (
 )
 
 from ._clock import Clock
-from ._connection import Connection, Limits, own_error
+from ._connection import DEFAULT_STATE_READS, Connection, Limits, own_error
 from ._decoder_pool import DEFAULT_DECODER_WORKERS, DecoderPool
 from ._driver import EngineDriver
 from ._gate import DEFAULT_RUN_SLOTS, RunGate
@@ -170,6 +170,8 @@ class ServerConfig:
     decoder_workers: int = DEFAULT_DECODER_WORKERS
     #: Worker threads that run request code at once (see ``_gate.py``).
     run_slots: int = DEFAULT_RUN_SLOTS
+    #: ``GET /api/sync/state`` answers in flight at once; more wait, then 503.
+    state_reads: int = DEFAULT_STATE_READS
     keep_window_s: float = DEFAULT_KEEP_WINDOW_S
 
     def engine_config(self) -> EngineConfig:
@@ -233,6 +235,7 @@ class PeerSyncServer:
         self._clock = Clock()
         self._workers = WorkerPool(config.max_connections)
         self._gate = RunGate(config.run_slots)
+        self._state_reads = threading.BoundedSemaphore(config.state_reads)
         self._lock = threading.Lock()
         self._busy_changed = threading.Condition(self._lock)
         self._busy: set[Connection] = set()  # in flight, or in their keep window
@@ -561,6 +564,7 @@ class PeerSyncServer:
                     draining=lambda: self._draining,
                     gate=self._gate,
                     for_peer=peer,
+                    state_reads=self._state_reads,
                 )
             )
         return accepted
