@@ -41,7 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -494,8 +494,8 @@ class PeerSyncServer:
                     events.sort(key=lambda event: not _for_peer(event[0], peer_listener))
                 budget = _EVENT_BATCH if peer_listener is not None else len(events)
                 for key, _ in events:
-                    if key.fileobj is peer_listener:
-                        for conn in self._accept_some(key.fileobj, peer=True):
+                    if peer_listener is not None and key.fileobj is peer_listener:
+                        for conn in self._accept_some(peer_listener, peer=True):
                             park(conn, time.monotonic())
                         continue
                     if key.fileobj is self._wake_r:
@@ -541,7 +541,7 @@ class PeerSyncServer:
                 except queue.Empty:
                     break
 
-    def _accept_some(self, listener: Any, *, peer: bool = False) -> list[Connection]:
+    def _accept_some(self, listener: socket.socket, *, peer: bool = False) -> list[Connection]:
         accepted = []
         for _ in range(_ACCEPT_BATCH):
             try:
