@@ -78,6 +78,7 @@ _IOV_MAX = 64
 #: waits for a slot before its ``503`` (see ``Connection._state_read``).
 DEFAULT_STATE_READS = 2
 _STATE_READ_WAIT_S = 10.0
+_STATE_READ_WAIT_STEP_S = 0.25  # a stop is noticed this soon
 _STATE_PATH = "/api/sync/state"
 #: After an early answer with a body left unread, read and drop what the
 #: client still sends for this long, so the answer is not lost to a TCP RST.
@@ -538,7 +539,7 @@ class Connection:
             method = head.method.decode("ascii", "replace")
             target = head.target.decode("latin-1")
             self._method, self._target = method, target
-            with self._state_read(method, target):
+            with self._state_read(method, target, head.headers):
                 response, closing = self._respond(head, method, target)
                 closing = (
                     closing
@@ -547,11 +548,16 @@ class Connection:
                     or self._draining()
                 )
                 nbytes = self._send_response(method, response, closing=closing)
+                status = response.status
+                # Not kept past its slot: a snapshot held by a worker waiting
+                # for the next pipelined read's slot is the memory the slot
+                # bounds (found in review).
+                del response
             log_request(
                 _access,
                 method=method,
                 target=target,
-                status=response.status,
+                status=status,
                 ms=(time.monotonic() - started) * 1e3,
                 nbytes=nbytes,
                 peer=self.peer,
@@ -568,18 +574,31 @@ class Connection:
                 return True  # park until the client sends a whole head
 
     @contextlib.contextmanager
-    def _state_read(self, method: str, target: str) -> Iterator[None]:
+    def _state_read(
+        self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> Iterator[None]:
         """Around a ``GET /api/sync/state``, from the core call until its answer
         is sent: one of a few slots, so the snapshots in memory are bounded
         (found by a tester: 64 connections pipelining reads of a 52 MB state,
         never reading, took the server from 128 MB to 3.5 GB in 10 s). A read
-        that gets no slot within ``_STATE_READ_WAIT_S`` is ``503``."""
+        that gets no slot within ``_STATE_READ_WAIT_S`` is ``503``. The peer's
+        own address takes no slot (its reconciler must not wait behind
+        clients), nor does a read the core refuses from its head (401)."""
         slots = self._state_reads
-        if slots is None or method != "GET" or target.partition("?")[0] != _STATE_PATH:
+        if (
+            slots is None
+            or self.for_peer
+            or method != "GET"
+            or target.partition("?")[0] != _STATE_PATH
+            or self._driver.precheck(method, target, headers, False).error is not None
+        ):
             yield
             return
+        got = False
+        deadline = time.monotonic() + _STATE_READ_WAIT_S
         with self._unheld():
-            got = slots.acquire(timeout=_STATE_READ_WAIT_S)
+            while not got and not self._draining() and time.monotonic() < deadline:
+                got = slots.acquire(timeout=_STATE_READ_WAIT_STEP_S)
         if not got:
             raw = own_error(
                 503, "overloaded", "Too many snapshot reads at once; retry.",

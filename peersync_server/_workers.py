@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["WorkerPool"]
@@ -21,6 +22,11 @@ __all__ = ["WorkerPool"]
 _log = logging.getLogger("peersync.server")
 
 Job = Callable[[], None]
+
+#: How long the spawner waits before trying again when a thread cannot start.
+_RETRY_START_S = 0.1
+#: The most :meth:`WorkerPool.stop` waits for the spawner and the workers.
+_STOP_S = 2.0
 
 
 class WorkerPool:
@@ -64,13 +70,17 @@ class WorkerPool:
                 if self._stopping:
                     return
                 thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._threads.append(thread)
-                self._pending -= 1
                 self._lock.release()
                 try:
                     thread.start()  # waits for the GIL: here, not in the accept loop
-                finally:
+                except RuntimeError as exc:  # can't start new thread (a pids limit)
+                    _log.error("cannot start a worker thread: %s; retrying", exc)
+                    time.sleep(_RETRY_START_S)
                     self._lock.acquire()
+                    continue  # still pending: the queued job is not forgotten
+                self._lock.acquire()
+                self._threads.append(thread)
+                self._pending -= 1
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -86,10 +96,11 @@ class WorkerPool:
         with self._lock:
             self._stopping = True
             self._wanted.notify()
-        self._spawner.join(timeout=1.0)
+        deadline = time.monotonic() + _STOP_S
+        self._spawner.join(timeout=_STOP_S)
         with self._lock:
             threads = list(self._threads)
         for _ in threads:
             self._jobs.put(None)
-        for thread in threads:
-            thread.join(timeout=1.0)
+        for thread in threads:  # one deadline for all of them
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -35,13 +35,14 @@ def _apply(port: int, n_bytes: int) -> None:
 
 
 def test_a_read_waits_while_an_unread_one_holds_the_only_slot(make_server: ServerFactory) -> None:
-    server = make_server(state_reads=1)
+    server = make_server(state_reads=1, peer_listen_host="127.0.0.1")
     _apply(server.port, STATE_BYTES)
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.connect(("127.0.0.1", server.port))
     stuck.sendall(
-        f"GET /api/sync/state HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n".encode()
+        b"GET /api/sync/state HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode()
     )  # and never reads: its answer blocks in send, holding the slot
     time.sleep(0.5)
     second = http.client.HTTPConnection("127.0.0.1", server.port, timeout=1.5)
@@ -55,6 +56,21 @@ def test_a_read_waits_while_an_unread_one_holds_the_only_slot(make_server: Serve
         assert waited, "a second snapshot read was served beside the stuck one"
     finally:
         second.close()
+    # Neither a read the core refuses from its head nor the peer's waits.
+    started = time.monotonic()
+    unauthorized = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    unauthorized.request("GET", "/api/sync/state")
+    assert unauthorized.getresponse().status == 401
+    unauthorized.close()
+    assert server.peer_listen_url is not None
+    peer = http.client.HTTPConnection(
+        "127.0.0.1", int(server.peer_listen_url.rsplit(":", 1)[1]), timeout=30
+    )
+    peer.request("GET", "/api/sync/state", headers=AUTH)
+    answer = peer.getresponse()
+    assert answer.status == 200 and len(answer.read()) > STATE_BYTES
+    peer.close()
+    assert time.monotonic() - started < 5
     stuck.close()  # its send fails, the slot comes back
     third = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     third.request("GET", "/api/sync/state", headers=AUTH)
