@@ -77,6 +77,8 @@ _IOV_MAX = 64
 #: ``GET /api/sync/state`` answers in flight at once, and how long a read
 #: waits for a slot before its ``503`` (see ``Connection._state_read``).
 DEFAULT_STATE_READS = 2
+#: Seconds a client is told to wait after a 503 (the cap's and a state read's).
+DEFAULT_RETRY_AFTER_S = 1
 _STATE_READ_WAIT_S = 10.0
 _STATE_READ_WAIT_STEP_S = 0.25  # a stop is noticed this soon
 _STATE_PATH = "/api/sync/state"
@@ -602,7 +604,7 @@ class Connection:
         if not got:
             raw = own_error(
                 503, "overloaded", "Too many snapshot reads at once; retry.",
-                headers=((b"retry-after", b"1"),),
+                headers=((b"retry-after", b"%d" % DEFAULT_RETRY_AFTER_S),),
             )  # fmt: skip
             self._finish_early(raw, 503, linger=False)
         try:

@@ -61,7 +61,13 @@ from peersync_proto import (
 )
 
 from ._clock import Clock
-from ._connection import DEFAULT_STATE_READS, Connection, Limits, own_error
+from ._connection import (
+    DEFAULT_RETRY_AFTER_S,
+    DEFAULT_STATE_READS,
+    Connection,
+    Limits,
+    own_error,
+)
 from ._decoder_pool import DEFAULT_DECODER_WORKERS, DecoderPool
 from ._driver import EngineDriver
 from ._gate import DEFAULT_RUN_SLOTS, RunGate
@@ -90,8 +96,6 @@ DEFAULT_PORT = 8470
 DEFAULT_MAX_CONNECTIONS = 64
 #: Idle connections parked without a thread; past it the oldest is closed.
 DEFAULT_MAX_IDLE_CONNECTIONS = 512
-#: Seconds a client is told to wait after a 503.
-DEFAULT_RETRY_AFTER_S = 1
 #: SIGTERM: in-flight requests get this long to finish.
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
 #: After an answer, the worker waits this long for the same connection's next

@@ -10,10 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from peersync_server import PeerSyncServer
@@ -202,3 +203,51 @@ def server_process(args: Sequence[str], **kw: Any) -> Iterator[ServerProcess]:
         yield proc
     finally:
         proc.close()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; fail the test past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def free_port() -> int:
+    """A loopback port free now (for a flag that needs it before the start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def drain_in_background(stream: IO[bytes]) -> None:
+    """Read a server's log pipe to its end on a thread: a flood writes more
+    than a pipe holds, and nobody reading it would be a test of its own."""
+
+    def drain() -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed when the server stops
+            while stream.read(65536):
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def probe_ms(port: int, deadline_s: float = 0.15) -> float | None:
+    """One probe like the peer monitor's (a fresh connection, one deadline):
+    the milliseconds to a ``200`` head, or ``None`` when it came late or not."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=deadline_s) as sock:
+            sock.sendall(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while b"\r\n\r\n" not in raw:
+                sock.settimeout(max(0.001, started + deadline_s - time.monotonic()))
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                raw += chunk
+    except OSError:
+        return None
+    took = time.monotonic() - started
+    return took * 1e3 if raw.startswith(b"HTTP/1.1 200 ") and took <= deadline_s else None

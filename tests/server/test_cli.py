@@ -19,6 +19,7 @@ from srv_util import (
     TOKEN,
     TOKEN_ENV,
     ServerProcess,
+    free_port,
     make_state,
     read_until_close,
     server_process,
@@ -183,9 +184,7 @@ def test_a_peer_address_in_use_or_malformed_is_one_line_and_status_2(tmp_path: P
 
 
 def test_the_peer_address_is_served_and_logged(tmp_path: Path) -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        peer_port = free.getsockname()[1]
+    peer_port = free_port()
     args = [*_base_args(tmp_path), "--peer-listen", f"127.0.0.1:{peer_port}"]
     with server_process(args, cwd=tmp_path) as proc:
         port = proc.wait_listening()

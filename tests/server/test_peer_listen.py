@@ -11,19 +11,24 @@ accept loop, which also answers its health probes itself, busy or not.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
-from srv_util import AUTH, ServerFactory, read_until_close, server_process
+from srv_util import (
+    AUTH,
+    ServerFactory,
+    drain_in_background,
+    free_port,
+    probe_ms,
+    read_until_close,
+    server_process,
+)
 
 from peersync_server._server import PeerSyncServer, ServerStartError
 
@@ -104,42 +109,15 @@ def test_a_peer_address_in_use_fails_the_start_and_frees_the_main_port(
 HEALTH_FLOOD = Path(__file__).with_name("health_flood.py")
 
 
-def _drain(stream: IO[bytes]) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        while stream.read(65536):
-            pass
-
-
-def _probe_ms(port: int, deadline_s: float = 0.15) -> float | None:
-    """One probe like the peer monitor's: ms to a 200, or None past the deadline."""
-    started = time.monotonic()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=deadline_s) as sock:
-            sock.sendall(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            raw = b""
-            while b"\r\n\r\n" not in raw:
-                sock.settimeout(max(0.001, started + deadline_s - time.monotonic()))
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                raw += chunk
-    except OSError:
-        return None
-    took = time.monotonic() - started
-    return took * 1e3 if raw.startswith(b"HTTP/1.1 200 ") and took <= deadline_s else None
-
-
 def test_the_peers_probe_keeps_its_deadline_while_300_clients_flood_health(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        peer_port = free.getsockname()[1]
+    peer_port = free_port()
     args = ["--label", "a", "--listen", "127.0.0.1:0", "--no-auth", "--state-dir", str(tmp_path)]
     with server_process([*args, "--peer-listen", f"127.0.0.1:{peer_port}"], cwd=tmp_path) as proc:
         port = proc.wait_listening()
         assert proc.proc.stderr is not None
-        threading.Thread(target=_drain, args=(proc.proc.stderr,), daemon=True).start()
+        drain_in_background(proc.proc.stderr)
         flood = subprocess.Popen(
             [sys.executable, str(HEALTH_FLOOD), str(port), "300", "200", "5"],
             stdout=subprocess.PIPE,
@@ -149,7 +127,7 @@ def test_the_peers_probe_keeps_its_deadline_while_300_clients_flood_health(
             results = []
             next_at = time.monotonic()
             for _ in range(20):
-                results.append(_probe_ms(peer_port))
+                results.append(probe_ms(peer_port))
                 next_at += 0.2
                 time.sleep(max(0.0, next_at - time.monotonic()))
             assert flood.poll() is None, "the flood ended before the probes did"

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-from srv_util import server_process
+from srv_util import drain_in_background, probe_ms, server_process
 
 FLOOD_CONNECTIONS = 70  # more than the default cap of 64 busy connections
 PIPELINED = b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
@@ -46,30 +44,6 @@ def _flood(port: int) -> Iterator[None]:
             sock.close()
 
 
-def _drain(stream: IO[bytes]) -> None:
-    with contextlib.suppress(OSError, ValueError):  # closed when the server stops
-        while stream.read(65536):
-            pass
-
-
-def _probe(port: int) -> bool:
-    """One probe like the peer monitor's: a fresh connection, one deadline."""
-    deadline = time.monotonic() + PROBE_DEADLINE_S
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=PROBE_DEADLINE_S) as sock:
-            sock.sendall(b"GET /api/peer/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            raw = b""
-            while b"\r\n\r\n" not in raw:
-                sock.settimeout(max(0.001, deadline - time.monotonic()))
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                raw += chunk
-    except OSError:
-        return False
-    return raw.startswith(b"HTTP/1.1 200 ") and time.monotonic() <= deadline
-
-
 def test_the_peers_probe_keeps_its_deadline_while_pipelined_floods_fill_every_worker(
     tmp_path: Path,
 ) -> None:
@@ -79,17 +53,18 @@ def test_the_peers_probe_keeps_its_deadline_while_pipelined_floods_fill_every_wo
         stderr = proc.proc.stderr
         assert stderr is not None
         # 70 000 access log lines: read them, or the server blocks on a full pipe.
-        threading.Thread(target=_drain, args=(stderr,), daemon=True).start()
+        drain_in_background(stderr)
         with _flood(port):
             results = []
             next_at = time.monotonic()
             for _ in range(PROBES):
-                results.append(_probe(port))
+                results.append(probe_ms(port, PROBE_DEADLINE_S) is not None)
                 next_at += PROBE_PERIOD_S
                 time.sleep(max(0.0, next_at - time.monotonic()))
         misses = "".join("." if ok else "X" for ok in results)
         print(f"probes in time: {misses}")
-        assert _probe(port)  # and it still answers once the flood is gone
+        # and it still answers once the flood is gone
+        assert probe_ms(port, PROBE_DEADLINE_S) is not None
     # Three misses in a row are a takeover. While 70 connections arrive at
     # once (64 worker threads start, 70 heads are gathered) a loaded machine
     # has made the first two probes late (a full `make test`, once); past

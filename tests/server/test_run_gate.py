@@ -3,12 +3,13 @@ the threaded gate handing slots over in arrival order."""
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from srv_util import wait_for
 
 from peersync_server._gate import RunGate, Turns
 
@@ -75,14 +76,6 @@ def test_a_gate_needs_a_slot() -> None:
         RunGate(0)
 
 
-def _wait_for(predicate: object, timeout: float = 5.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
-
-
 def test_slots_pass_to_waiting_threads_in_arrival_order() -> None:
     gate = RunGate(1)
     order: list[int] = []
@@ -97,7 +90,7 @@ def test_slots_pass_to_waiting_threads_in_arrival_order() -> None:
         thread = threading.Thread(target=run, args=(n,))
         thread.start()
         threads.append(thread)
-        _wait_for(lambda n=n: gate.waiting == n + 1)  # queued in this order
+        wait_for(functools.partial(lambda want: gate.waiting == want, n + 1))  # in this order
     assert order == []
     gate.leave()
     for thread in threads:
@@ -118,7 +111,7 @@ def test_a_thread_that_takes_turns_queues_behind_those_already_waiting() -> None
 
     waiter = threading.Thread(target=wait_then_run)
     waiter.start()
-    _wait_for(lambda: gate.waiting == 1)
+    wait_for(lambda: gate.waiting == 1)
     gate.take_turns()  # hands over, then waits for the slot to come back
     events.append("holder again")
     waiter.join(5)

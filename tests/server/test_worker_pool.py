@@ -7,15 +7,9 @@ import functools
 import threading
 import time
 
+from srv_util import wait_for
+
 from peersync_server._workers import WorkerPool
-
-
-def _wait_for(predicate: object, timeout: float = 5.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
 
 
 def test_jobs_run_at_once_up_to_the_cap_and_queue_past_it() -> None:
@@ -32,11 +26,11 @@ def test_jobs_run_at_once_up_to_the_cap_and_queue_past_it() -> None:
     try:
         for n in range(5):
             pool.submit(functools.partial(job, n))
-        _wait_for(lambda: len(running) == 3)
+        wait_for(lambda: len(running) == 3)
         time.sleep(0.1)  # the other two would have started by now if they could
         assert len(running) == 3 and pool.size == 3
         release.set()
-        _wait_for(lambda: len(running) == 5)  # queued jobs run once workers free up
+        wait_for(lambda: len(running) == 5)  # queued jobs run once workers free up
         assert pool.size == 3
     finally:
         release.set()
@@ -75,7 +69,7 @@ def test_stop_ends_every_worker_and_the_spawner() -> None:
         pool.submit(functools.partial(meet, gate))
     gate.wait()
     pool.stop()
-    _wait_for(lambda: {t.ident for t in threading.enumerate()} <= before)
+    wait_for(lambda: {t.ident for t in threading.enumerate()} <= before)
 
 
 def test_a_failing_job_does_not_kill_its_worker() -> None:
