@@ -70,17 +70,21 @@ class WorkerPool:
                 if self._stopping:
                     return
                 thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                # Counted before it runs: it may take its job and finish it
+                # before ``start`` returns here.
+                self._threads.append(thread)
+                self._pending -= 1
                 self._lock.release()
                 try:
                     thread.start()  # waits for the GIL: here, not in the accept loop
                 except RuntimeError as exc:  # can't start new thread (a pids limit)
                     _log.error("cannot start a worker thread: %s; retrying", exc)
                     time.sleep(_RETRY_START_S)
+                    with self._lock:
+                        self._threads.remove(thread)
+                        self._pending += 1  # the queued job is not forgotten
+                finally:
                     self._lock.acquire()
-                    continue  # still pending: the queued job is not forgotten
-                self._lock.acquire()
-                self._threads.append(thread)
-                self._pending -= 1
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -103,4 +107,5 @@ class WorkerPool:
         for _ in threads:
             self._jobs.put(None)
         for thread in threads:  # one deadline for all of them
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.ident is not None:  # started (one being started has not)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
